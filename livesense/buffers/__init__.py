@@ -1,0 +1,1 @@
+"""livesense.buffers"""
