@@ -1,0 +1,5 @@
+import sys
+
+from livesense.cli import main
+
+sys.exit(main())
