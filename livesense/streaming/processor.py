@@ -7,9 +7,12 @@ state: ``offline(x) == concat(step(x), flush())``.
 
 Timing is part of the API:
 
-- ``latency``: algorithmic latency in input samples. Output sample ``k`` (counted from the start
-  of the stream) is emitted once input sample ``k + latency`` has been consumed.
-- ``granularity``: output is emitted in multiples of this many samples (1 = sample by sample).
+- ``latency``: algorithmic look-ahead in input samples. Output sample ``k`` (counted from the
+  start of the stream, aligned with input sample ``k``) depends only on input samples
+  ``<= k + latency``.
+- ``granularity``: output is emitted in blocks of this many samples (1 = sample by sample), so
+  output sample ``k`` is out at the latest once input ``k + latency + granularity - 1`` is in.
+  The delay a listener hears is ``latency + granularity - 1`` samples plus compute time.
 
 Time is the last axis of every chunk. Processors may work on numpy arrays or torch tensors.
 """
