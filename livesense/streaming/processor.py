@@ -7,12 +7,12 @@ state: ``offline(x) == concat(step(x), flush())``.
 
 Timing is part of the API:
 
-- ``latency``: algorithmic look-ahead in input samples. Output sample ``k`` (counted from the
-  start of the stream, aligned with input sample ``k``) depends only on input samples
-  ``<= k + latency``.
-- ``granularity``: output is emitted in blocks of this many samples (1 = sample by sample), so
-  output sample ``k`` is out at the latest once input ``k + latency + granularity - 1`` is in.
-  The delay a listener hears is ``latency + granularity - 1`` samples plus compute time.
+- ``latency``: algorithmic latency in input samples, counted at the end of an emission block:
+  output sample ``k`` (aligned with input sample ``k``) that ends a block is emitted once input
+  ``k + latency`` is in.
+- ``granularity``: output is emitted in blocks of this many samples (1 = sample by sample). The
+  first sample of a block waits ``granularity - 1`` samples more, so the worst-case wait, and the
+  largest look-ahead any output sample may have, is ``latency + granularity - 1`` samples.
 
 Time is the last axis of every chunk. Processors may work on numpy arrays or torch tensors.
 """

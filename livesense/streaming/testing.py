@@ -116,8 +116,8 @@ def assert_causal(
 
     Checks (1) the output emitted after feeding exactly ``x[..., :cut]`` is identical for
     ``x`` and a perturbed ``x'``, and that it is non-empty (so the check can fail); (2) in the
-    offline outputs, the first ``cut - latency`` samples are identical (the declared latency is
-    an upper bound on look-ahead; skip with ``check_latency=False`` when output is not in
+    offline outputs, the first ``cut - (latency + granularity - 1)`` samples are identical (the
+    declared timing bounds the look-ahead; skip with ``check_latency=False`` when output is not in
     input samples, e.g. spectrogram frames).
     """
     total = x.shape[-1]
@@ -142,12 +142,14 @@ def assert_causal(
     assert n_before > 0, "nothing was emitted before the cut; choose a later cut"
     err = float(np.max(np.abs(_slice_time(a, 0, n_before) - _slice_time(b, 0, n_before))))
     assert err <= atol, f"output emitted before the cut changed with future input (max diff {err:.3g})"
-    safe = cut - int(getattr(proc, "latency", 0))
+    lookahead = int(getattr(proc, "latency", 0)) + int(getattr(proc, "granularity", 1)) - 1
+    safe = cut - lookahead
     if check_latency and safe > 0:
         # Offline (one chunk) so look-ahead inside a chunk cannot hide behind a chunk boundary.
         a, b = _to_numpy(factory().process(x)), _to_numpy(factory().process(x2))
         err2 = float(np.max(np.abs(_slice_time(a, 0, safe) - _slice_time(b, 0, safe))))
         assert err2 <= atol, (
-            f"output before sample cut-latency={safe} depends on future input (max diff {err2:.3g}); "
+            f"output before sample {safe} (cut - latency - granularity + 1) depends on future "
+            f"input (max diff {err2:.3g}); "
             f"declared latency {proc.latency} is too small"
         )
