@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny media files written with PyAV into ``tmp_path``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+MakeClip = Callable[..., Path]
+
+
+def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
+    """A float32 (n,) sine."""
+    t = np.arange(round(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def frame_colour(i: int) -> tuple[int, int, int]:
+    """The flat colour of frame ``i`` in clips from ``make_clip`` (distinct for i < 8)."""
+    return (40 + 25 * i % 200, 200 - 20 * (i % 8), 128)
+
+
+def _write_clip(
+    path: Path,
+    seconds: float = 1.0,
+    audio_rate: int = 48000,
+    video: bool = True,
+    audio: bool = True,
+    channels: int = 1,
+    freq: float = 440.0,
+    fps: int = 15,
+    size: tuple[int, int] = (64, 48),
+    audio_data: np.ndarray | None = None,
+    faststart: bool = False,
+) -> Path:
+    """Write a clip: flat-coloured frames (``frame_colour``) and a sine (or ``audio_data``,
+    float32 (channels, n)). ``.wav`` gets PCM 16-bit, anything else H.264 + AAC."""
+    wav = path.suffix == ".wav"
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as c:
+        layout = {1: "mono", 2: "stereo"}[channels]
+        streams = []
+        if video and not wav:
+            v = c.add_stream("libx264", rate=fps)
+            v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
+            streams.append(v)
+        if audio:
+            a = c.add_stream("pcm_s16le" if wav else "aac", rate=audio_rate, layout=layout)
+            streams.append(a)
+        if video and not wav:
+            for i in range(round(seconds * fps)):
+                img = np.empty((size[1], size[0], 3), np.uint8)
+                img[:] = frame_colour(i)
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
+                f.pts, f.time_base = i, Fraction(1, fps)
+                c.mux(v.encode(f))
+        if audio:
+            if audio_data is None:
+                audio_data = np.tile(sine(freq, seconds, audio_rate), (channels, 1))
+            f = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(audio_data, np.float32), format="fltp", layout=layout
+            )
+            f.sample_rate, f.pts = audio_rate, 0
+            c.mux(a.encode(f))
+        for s in streams:
+            c.mux(s.encode(None))
+    return path
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> MakeClip:
+    """``make_clip(name="clip.mp4", seconds=1.0, audio_rate=48000, video=True, audio=True,
+    channels=1, freq=440.0, fps=15, size=(64, 48), audio_data=None, faststart=False)``.
+
+    ``name`` may also be a full path. ``make_clip.sine`` and ``make_clip.frame_colour`` expose the generators (tests run in
+    importlib mode and cannot import conftest)."""
+    counter = iter(range(10**6))
+
+    def make(name: str | Path | None = None, **kw: object) -> Path:
+        return _write_clip(tmp_path / (name or f"clip{next(counter)}.mp4"), **kw)  # type: ignore[arg-type]
+
+    make.sine = sine  # type: ignore[attr-defined]
+    make.frame_colour = frame_colour  # type: ignore[attr-defined]
+    return make
