@@ -1,6 +1,14 @@
 """Typed frames, the stream-processor contract, pipeline running, clocks, sources and sinks."""
 
-from livesense.streaming.frames import AudioChunk, Control, ControlKind, PoseUpdate, Question, TextEvent, VideoFrame
+from livesense.streaming.frames import (
+    AudioChunk,
+    Control,
+    ControlKind,
+    PoseUpdate,
+    Question,
+    TextEvent,
+    VideoFrame,
+)
 from livesense.streaming.processor import Chain, StreamProcessor, concat_chunks
 
 __all__ = [

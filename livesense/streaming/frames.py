@@ -78,7 +78,9 @@ class PoseUpdate:
         for name in ("speaker", "listener"):
             pose = getattr(self, name)
             if pose is not None and len(pose) != 7:
-                raise ValueError(f"{name} pose needs 7 numbers (x y z qx qy qz qw), got {len(pose)}")
+                raise ValueError(
+                    f"{name} pose needs 7 numbers (x y z qx qy qz qw), got {len(pose)}"
+                )
 
 
 @dataclass(frozen=True)

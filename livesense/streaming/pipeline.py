@@ -1,6 +1,6 @@
 """The replay pipeline: a source of frames -> an audio stream processor -> file sinks.
 
-The same loop serves paced replay (``--`` default) and ``--fast``; only the source's pacer
+The same loop serves paced replay (the default) and ``--fast``; only the source's pacer
 differs. Every output is flushed and closed even when the run is interrupted, so partial
 results are kept.
 """
@@ -37,7 +37,7 @@ class ReplayStats:
     process_seconds: float = 0.0
     wall_seconds: float = 0.0
     rtf: float = 0.0  # processing time / audio time (lower is better; < 1 keeps up)
-    latency_ms: float = 0.0  # algorithmic latency of the audio processor
+    latency_ms: float = 0.0  # worst-case algorithmic wait of the audio processor
     chunk_ms_p50: float = 0.0
     chunk_ms_p99: float = 0.0
     max_lag_ms: float = 0.0  # worst lateness behind the real-time schedule (paced runs)
@@ -83,7 +83,8 @@ class ReplayPipeline:
     ) -> ReplayStats:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stats = ReplayStats(input=input_name, sample_rate=self.sample_rate, realtime=realtime)
-        stats.latency_ms = 1000.0 * self.processor.latency / self.sample_rate
+        wait = self.processor.latency + self.processor.granularity - 1  # worst-case, samples
+        stats.latency_ms = 1000.0 * wait / self.sample_rate
         wav_path, mp4_path = self.out_dir / self.audio_name, self.out_dir / "output.mp4"
         width, height = self.video_size if self.video_size else (None, None)
         chunk_times: list[float] = []

@@ -55,7 +55,9 @@ class FileReplaySource:
         chunk_s = self.config.chunk_samples / self.config.sample_rate
         fps = (self.info.video.fps if self.has_video and self.info.video.fps else 30.0) or 30.0
         per_s = 1.0 / chunk_s + (fps if self.has_video else 0.0)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(8, int(per_s * self.config.decode_ahead_s)))
+        self._queue: queue.Queue = queue.Queue(
+            maxsize=max(8, int(per_s * self.config.decode_ahead_s))
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -66,7 +68,9 @@ class FileReplaySource:
 
     def _frames(self) -> Iterator[AudioChunk | VideoFrame]:
         cfg = self.config
-        audio = iter_audio_chunks(self.path, sample_rate=cfg.sample_rate, chunk_samples=cfg.chunk_samples)
+        audio = iter_audio_chunks(
+            self.path, sample_rate=cfg.sample_rate, chunk_samples=cfg.chunk_samples
+        )
         if not self.has_video:
             yield from audio
             return

@@ -56,7 +56,9 @@ def random_splits(total: int, rng: np.random.Generator, max_chunk: int) -> list[
     return bounds
 
 
-def run_chunked(proc: StreamProcessor, x: Chunk, bounds: Sequence[int]) -> tuple[Chunk | None, list[int]]:
+def run_chunked(
+    proc: StreamProcessor, x: Chunk, bounds: Sequence[int]
+) -> tuple[Chunk | None, list[int]]:
     """Feed ``x`` split at ``bounds``; return the whole output and the output length after
     each step (before flush)."""
     proc.reset()
@@ -129,7 +131,9 @@ def assert_causal(
             perturb = lambda s: torch.cat([s[..., :cut], s[..., cut:] + noise[..., cut:]], dim=-1)  # noqa: E731
         else:
             noise = np.random.default_rng(1234).standard_normal(x.shape).astype(x.dtype)
-            perturb = lambda s: np.concatenate([s[..., :cut], s[..., cut:] + noise[..., cut:]], axis=-1)  # noqa: E731
+            perturb = lambda s: np.concatenate(
+                [s[..., :cut], s[..., cut:] + noise[..., cut:]], axis=-1
+            )  # noqa: E731
     x2 = perturb(x)
     bounds = [0, cut, total]
     proc = factory()
@@ -141,7 +145,9 @@ def assert_causal(
     assert n_before == lb[0], "different amounts of output emitted for identical past input"
     assert n_before > 0, "nothing was emitted before the cut; choose a later cut"
     err = float(np.max(np.abs(_slice_time(a, 0, n_before) - _slice_time(b, 0, n_before))))
-    assert err <= atol, f"output emitted before the cut changed with future input (max diff {err:.3g})"
+    assert err <= atol, (
+        f"output emitted before the cut changed with future input (max diff {err:.3g})"
+    )
     lookahead = int(getattr(proc, "latency", 0)) + int(getattr(proc, "granularity", 1)) - 1
     safe = cut - lookahead
     if check_latency and safe > 0:
