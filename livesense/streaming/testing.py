@@ -106,6 +106,24 @@ def assert_offline_equals_chunked(
         assert err <= atol, f"{name}: max abs diff {err:.3g} > {atol:g}"
 
 
+def _default_perturb(x: Chunk, cut: int) -> Callable[[Chunk], Chunk]:
+    """Adds seeded noise to everything from sample ``cut`` on."""
+    if isinstance(x, torch.Tensor):
+        g = torch.Generator().manual_seed(1234)
+        noise_t = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x.dtype)
+
+        def perturb_t(s: torch.Tensor) -> torch.Tensor:
+            return torch.cat([s[..., :cut], s[..., cut:] + noise_t[..., cut:]], dim=-1)
+
+        return perturb_t
+    noise = np.random.default_rng(1234).standard_normal(x.shape).astype(x.dtype)
+
+    def perturb(s: np.ndarray) -> np.ndarray:
+        return np.concatenate([s[..., :cut], s[..., cut:] + noise[..., cut:]], axis=-1)
+
+    return perturb
+
+
 def assert_causal(
     factory: Factory,
     x: Chunk,
@@ -125,15 +143,7 @@ def assert_causal(
     total = x.shape[-1]
     assert 0 < cut < total, "cut must lie inside the signal"
     if perturb is None:
-        if isinstance(x, torch.Tensor):
-            g = torch.Generator().manual_seed(1234)
-            noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x.dtype)
-            perturb = lambda s: torch.cat([s[..., :cut], s[..., cut:] + noise[..., cut:]], dim=-1)  # noqa: E731
-        else:
-            noise = np.random.default_rng(1234).standard_normal(x.shape).astype(x.dtype)
-            perturb = lambda s: np.concatenate(
-                [s[..., :cut], s[..., cut:] + noise[..., cut:]], axis=-1
-            )  # noqa: E731
+        perturb = _default_perturb(x, cut)
     x2 = perturb(x)
     bounds = [0, cut, total]
     proc = factory()
