@@ -286,6 +286,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             title=f"{Path(args.file).name}: {args.renderer} renderer",
         )
         stats.outputs.append(str(png))
+        stats.save(out_dir / "stats.json")
     if not args.quiet:
         state = "interrupted; partial outputs kept" if stats.interrupted else "done"
         print(

@@ -45,6 +45,10 @@ class ReplayStats:
     interrupted: bool = False
     outputs: list[str] = field(default_factory=list)
 
+    def save(self, path: str | Path) -> None:
+        """Write these figures as JSON (``stats.json``)."""
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
 
 def _to_numpy(y: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(y, torch.Tensor):
@@ -148,5 +152,5 @@ class ReplayPipeline:
                     stats.max_lag_ms = 1000.0 * max_lag()
                 stats_path = self.out_dir / "stats.json"
                 stats.outputs.append(str(stats_path))
-                stats_path.write_text(json.dumps(asdict(stats), indent=2) + "\n")
+                stats.save(stats_path)
         return stats
