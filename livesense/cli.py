@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="dsp",
         help="dsp: HRTF renderer (default); passthrough: streaming STFT -> ISTFT of the mono input",
     )
+    _add_pose_options(g, poses_file=True)
+    g.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write DIR/binaural.png: left/right spectrograms, ILD over time, trajectory",
+    )
+    p_replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    _add_mic_parser(sub)
+    return parser
+
+
+def _add_pose_options(g: argparse._ArgumentGroup, *, poses_file: bool) -> None:
     g.add_argument(
         "--speaker-pose",
         metavar="x,y,z[,qx,qy,qz,qw]",
@@ -141,22 +154,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="the speaker circles the listener once every SECONDS (radius and height from "
         "--speaker-pose), clockwise seen from above: front, right, back, left",
     )
-    motion.add_argument(
-        "--poses",
-        metavar="FILE",
-        help="speaker trajectory file in the Richard et al. layout (tx_positions.txt: 120 rows "
-        "per second of x y z qx qy qz qw)",
-    )
+    if poses_file:
+        motion.add_argument(
+            "--poses",
+            metavar="FILE",
+            help="speaker trajectory file in the Richard et al. layout (tx_positions.txt: 120 "
+            "rows per second of x y z qx qy qz qw)",
+        )
     g.add_argument(
         "--hrtf", metavar="FILE", help="HRIR set (.sofa) instead of the bundled MIT KEMAR"
     )
-    g.add_argument(
-        "--plot",
-        action="store_true",
-        help="also write DIR/binaural.png: left/right spectrograms, ILD over time, trajectory",
+
+
+def _add_mic_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mic",
+        help="microphone -> binaural renderer -> headphones, live",
+        description=(
+            "Render the microphone to binaural stereo on the headphones in real time. The "
+            "PortAudio callbacks only copy audio into ring buffers; rendering runs on a worker "
+            "thread; when nothing is ready the headphones get silence and the underrun is "
+            "counted (never garbage).\n\n"
+            "Keys while it runs (type them and press Enter when stdin is not a terminal): "
+            "a / d move the speaker 15 degrees left / right around you, w / s bring it 0.25 m "
+            "closer / farther, q stops. Ctrl-C also stops; with --record DIR everything "
+            "rendered so far is kept in DIR/binaural.wav, DIR/transcript.jsonl and "
+            "DIR/stats.json."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p_replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
-    return parser
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--input", metavar="DEV", help="input device: index or (part of) its name")
+    p.add_argument("--output", metavar="DEV", help="output device: index or (part of) its name")
+    p.add_argument("--no-output", action="store_true", help="do not play; render only to --record")
+    p.add_argument(
+        "--duration", type=_positive_float, metavar="SECONDS", help="stop after this long"
+    )
+    p.add_argument("--record", metavar="DIR", help="write what was rendered into DIR")
+    p.add_argument(
+        "--block-ms",
+        type=_positive_float,
+        default=10.0,
+        metavar="MS",
+        help="device and render block in milliseconds (default: 10)",
+    )
+    p.add_argument(
+        "--lossless",
+        action="store_true",
+        help="never drop input: the capture callback waits for the renderer (for file or "
+        "virtual devices that deliver audio faster than real time)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no status line")
+    g = p.add_argument_group("binaural rendering")
+    g.add_argument(
+        "--renderer", choices=("dsp",), default="dsp", help="dsp: HRTF renderer (default)"
+    )
+    _add_pose_options(g, poses_file=False)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -201,7 +254,7 @@ def _build_renderer(args: argparse.Namespace, sample_rate: int):
     speaker_pose = parse(args.speaker_pose, "--speaker-pose", Pose((1.5, 0.0, 0.0)))
     listener_pose = parse(args.listener_pose, "--listener-pose", Pose())
     listener = StaticTrajectory(listener_pose)
-    if args.poses:
+    if getattr(args, "poses", None):
         speaker = PoseFileTrajectory(args.poses)
     elif args.orbit:
         rel = np.asarray(speaker_pose.position) - np.asarray(listener_pose.position)
@@ -297,6 +350,109 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 130 if stats.interrupted else 0
 
 
+class _KeyControl:
+    """Moves a static speaker around the listener from single-key commands on stdin."""
+
+    def __init__(self, session, speaker, listener):
+        from livesense.audio.geometry import Pose
+
+        self.session, self._Pose = session, Pose
+        rel = np.asarray(speaker.pose(0.0).position) - np.asarray(listener.pose(0.0).position)
+        self.center = np.asarray(listener.pose(0.0).position)
+        self.azimuth = float(np.degrees(np.arctan2(rel[1], rel[0])))
+        self.distance = max(0.25, float(np.hypot(rel[0], rel[1])))
+        self.height = float(rel[2])
+
+    def key(self, ch: str) -> bool:
+        """Apply one key; False means stop."""
+        if ch == "q":
+            return False
+        step = {"a": (-15.0, 0.0), "d": (15.0, 0.0), "w": (0.0, -0.25), "s": (0.0, 0.25)}
+        if ch not in step:
+            return True
+        d_az, d_dist = step[ch]
+        self.azimuth = (self.azimuth + d_az + 180.0) % 360.0 - 180.0
+        self.distance = min(10.0, max(0.25, self.distance + d_dist))
+        a = np.radians(self.azimuth)
+        pos = self.center + np.array(
+            [self.distance * np.cos(a), self.distance * np.sin(a), self.height]
+        )
+        pose = self._Pose(tuple(float(v) for v in pos))
+        at = self.session.position
+        self.session.with_renderer(lambda r: r.set_speaker_pose(pose, at_sample=at))
+        return True
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, name="livesense-keys", daemon=True).start()
+
+    def _read(self) -> None:
+        fd, old = None, None
+        try:
+            if sys.stdin is None:
+                return
+            if sys.stdin.isatty():
+                import termios
+                import tty
+
+                fd = sys.stdin.fileno()
+                old = termios.tcgetattr(fd)
+                tty.setcbreak(fd)
+            while True:
+                ch = sys.stdin.read(1)
+                if not ch:
+                    return
+                if not self.key(ch.lower()):
+                    self.session.stop("quit key")
+                    return
+        except (OSError, ValueError):
+            return
+        finally:
+            if fd is not None and old is not None:
+                import termios
+
+                termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+def _cmd_mic(args: argparse.Namespace) -> int:
+    from livesense.streaming.devices import describe_devices, resolve_device
+    from livesense.streaming.live import LiveAudioConfig, LiveAudioSession
+
+    if args.list_devices:
+        print(describe_devices())
+        return 0
+    sample_rate = 48000
+    block = round(args.block_ms * sample_rate / 1000.0)
+    if block < 16:
+        raise ConfigError(f"--block-ms {args.block_ms} is too short (at least 16 samples)")
+    if args.no_output and not args.record:
+        raise ConfigError("--no-output needs --record DIR (otherwise nothing would come out)")
+    in_dev = resolve_device(args.input, "input")
+    out_dev = None if args.no_output else resolve_device(args.output, "output")
+    renderer, speaker, listener = _build_renderer(args, sample_rate)
+    cfg = LiveAudioConfig(
+        sample_rate=sample_rate,
+        block=block,
+        lossless=args.lossless,
+        duration_s=args.duration,
+        output=not args.no_output,
+    )
+    session = LiveAudioSession(renderer, cfg, in_dev, out_dev, record_dir=args.record)
+    if args.orbit is None:
+        _KeyControl(session, speaker, listener).start()
+    if not args.quiet:
+        keys = "" if args.orbit else "keys: a/d left/right, w/s closer/farther, q quit; "
+        print(f"rendering the microphone ({keys}Ctrl-C stops)", file=sys.stderr)
+    stats = session.run()
+    if not args.quiet:
+        print(
+            f"{stats.stop_reason}: {stats.rendered_samples / sample_rate:.2f} s rendered, "
+            f"RTF {stats.rtf:.3f}, {stats.output_underruns} output underruns, "
+            f"{stats.input_overrun_samples} input samples dropped, latency about "
+            f"{stats.latency_ms:.0f} ms" + (f" -> {args.record}/" if args.record else "")
+        )
+    return 130 if stats.stop_reason == "interrupted" else 0
+
+
 def _progress_bar():
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -309,7 +465,7 @@ def _progress_bar():
     )
 
 
-COMMANDS = {"info": _cmd_info, "replay": _cmd_replay}
+COMMANDS = {"info": _cmd_info, "replay": _cmd_replay, "mic": _cmd_mic}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,285 @@
+"""Microphone -> binaural renderer -> headphones in real time.
+
+PortAudio callbacks only copy: the input callback writes the captured block into an input
+:class:`AudioRing`, the output callback reads the rendered stereo from an output ring (and plays
+silence, counted as an underrun, when nothing is ready). Rendering happens on a worker thread.
+The device clock paces everything: nothing here sleeps to keep time (live input is never paced
+twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livesense.audio.io import WavWriter
+from livesense.buffers.audio_ring import AudioRing, OverflowPolicy, RingError
+from livesense.streaming.devices import DeviceError, import_sounddevice
+from livesense.streaming.processor import StreamProcessor
+
+
+@dataclass(frozen=True)
+class LiveAudioConfig:
+    """Settings of a live audio session (samples at ``sample_rate`` unless named ``_s``)."""
+
+    sample_rate: int = 48000
+    block: int = 480  # render block, 10 ms
+    input_buffer_s: float = 1.0  # input ring capacity
+    output_buffer_s: float = 0.5  # output ring capacity
+    prefill: int = 960  # silence queued before the first rendered block (20 ms of headroom)
+    lossless: bool = False  # input callback waits for the renderer instead of dropping
+    duration_s: float | None = None  # stop after this much captured audio
+    output: bool = True  # open an output device (False: render to the recording only)
+    device_latency: str | float = "low"  # PortAudio suggested latency ("low", "high", seconds)
+
+    def __post_init__(self) -> None:
+        if self.block <= 0 or self.sample_rate <= 0:
+            raise ValueError("block and sample_rate must be positive")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ValueError("duration_s must be positive")
+
+
+@dataclass
+class LiveAudioStats:
+    """Counters of a live session (written to ``stats.json`` with ``--record``)."""
+
+    sample_rate: int = 48000
+    block: int = 480
+    captured_samples: int = 0
+    rendered_samples: int = 0
+    blocks: int = 0
+    input_overrun_samples: int = 0  # dropped because the renderer fell behind
+    input_device_overflows: int = 0  # PortAudio reported lost input
+    output_underrun_samples: int = 0  # silence played because nothing was rendered in time
+    output_underruns: int = 0
+    output_overrun_samples: int = 0  # rendered audio dropped because the device stalled
+    render_ms_p50: float = 0.0
+    render_ms_p99: float = 0.0
+    rtf: float = 0.0
+    input_latency_ms: float = 0.0  # as PortAudio reports it
+    output_latency_ms: float = 0.0
+    latency_ms: float = 0.0  # estimate: device in + block + queued output + device out
+    wall_seconds: float = 0.0
+    stop_reason: str = ""
+    outputs: list[str] = field(default_factory=list)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+class LiveAudioSession:
+    """Runs ``renderer`` (mono in, stereo out) between an input and an output device."""
+
+    def __init__(
+        self,
+        renderer: StreamProcessor,
+        config: LiveAudioConfig | None = None,
+        input_device: int | str | None = None,
+        output_device: int | str | None = None,
+        record_dir: str | Path | None = None,
+    ):
+        self.renderer = renderer
+        self.config = cfg = config or LiveAudioConfig()
+        self.input_device = input_device
+        self.output_device = output_device
+        self.record_dir = Path(record_dir) if record_dir is not None else None
+        policy = OverflowPolicy.BLOCK if cfg.lossless else OverflowPolicy.OVERWRITE
+        self.in_ring = AudioRing(int(cfg.input_buffer_s * cfg.sample_rate), 1, policy, timeout=5.0)
+        self.out_ring = AudioRing(
+            int(cfg.output_buffer_s * cfg.sample_rate), 2, OverflowPolicy.OVERWRITE
+        )
+        self.stats = LiveAudioStats(sample_rate=cfg.sample_rate, block=cfg.block)
+        self._limit = (
+            None if cfg.duration_s is None else int(round(cfg.duration_s * cfg.sample_rate))
+        )
+        self._stop = threading.Event()
+        self._worker_done = threading.Event()
+        self._out_started = False
+        self._scratch = np.zeros((2, 8192), np.float32)  # (2, n) output callback scratch
+        self._lock = threading.Lock()  # guards renderer pose changes vs rendering
+        self._error: BaseException | None = None
+
+    # -- PortAudio callbacks: copy only --------------------------------------------------------
+
+    def _on_input(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
+        if status and getattr(status, "input_overflow", False):
+            self.stats.input_device_overflows += 1
+        if self._stop.is_set():
+            return
+        x = indata[:, 0].astype(np.float32)  # (frames,)
+        if indata.dtype == np.int16:
+            x *= 1.0 / 32768.0
+        with contextlib.suppress(RingError):  # closed while stopping, or lossless wait timed out
+            self.in_ring.write(x)
+
+    def _on_output(self, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
+        if not self._out_started:
+            outdata.fill(0)
+            return
+        if frames > self._scratch.shape[1]:
+            self._scratch = np.zeros((2, frames), np.float32)
+        buf = self._scratch[:, :frames]
+        self.out_ring.read_into(buf, pad=True)
+        outdata[:] = buf.T
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self._stop.is_set():
+            self.stats.stop_reason = self.stats.stop_reason or reason
+        self._stop.set()
+        self.in_ring.close()
+
+    def with_renderer(self, fn: Any) -> None:
+        """Run ``fn(renderer)`` between two blocks (e.g. a pose change from a key press)."""
+        with self._lock:
+            fn(self.renderer)
+
+    @property
+    def position(self) -> int:
+        """Input samples rendered so far (the stream time of the next block)."""
+        return self.stats.rendered_samples
+
+    # -- worker -------------------------------------------------------------------------------
+
+    def _work(self, wav: WavWriter | None) -> None:
+        cfg = self.config
+        times: list[float] = []
+        try:
+            while not self._stop.is_set():
+                want = cfg.block
+                if self._limit is not None:
+                    want = min(want, self._limit - self.stats.rendered_samples)
+                    if want <= 0:
+                        self.stop("duration reached")
+                        break
+                x = self.in_ring.read_blocking(want, timeout=0.2)  # (1, k)
+                if x.shape[1] == 0:
+                    continue
+                t0 = time.perf_counter()
+                with self._lock:
+                    y = self.renderer.step(x)
+                times.append(time.perf_counter() - t0)
+                if y is None or y.shape[-1] == 0:
+                    continue
+                y = np.asarray(y, dtype=np.float32)
+                if not self._out_started and cfg.output:
+                    self.out_ring.write(np.zeros((2, cfg.prefill), np.float32))
+                if cfg.output:
+                    self.out_ring.write(y)
+                    self._out_started = True
+                if wav is not None:
+                    wav.write(y)
+                self.stats.rendered_samples += x.shape[1]
+                self.stats.blocks += 1
+        except BaseException as exc:  # reported by run()
+            self._error = exc
+            self.stop("error")
+        finally:
+            if times:
+                ms = np.asarray(times) * 1000.0
+                self.stats.render_ms_p50 = float(np.percentile(ms, 50))
+                self.stats.render_ms_p99 = float(np.percentile(ms, 99))
+                audio_s = self.stats.rendered_samples / cfg.sample_rate
+                self.stats.rtf = float(np.sum(times)) / audio_s if audio_s else 0.0
+            self._worker_done.set()
+
+    def run(self, poll: Any = None) -> LiveAudioStats:
+        """Open the devices and render until stopped, the duration is reached, Ctrl-C, or the
+        device goes away. ``poll()`` is called about every 50 ms from this thread. Recordings
+        are flushed and closed in every case."""
+        sd = import_sounddevice()
+        cfg = self.config
+        wav = None
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            wav = WavWriter(self.record_dir / "binaural.wav", cfg.sample_rate, 2)
+            (self.record_dir / "transcript.jsonl").touch()
+        streams: list[Any] = []
+        t_start = time.monotonic()
+        worker = threading.Thread(target=self._work, args=(wav,), name="livesense-render")
+        try:
+            try:
+                streams.append(
+                    sd.InputStream(
+                        device=self.input_device,
+                        channels=1,
+                        samplerate=cfg.sample_rate,
+                        dtype="int16",
+                        blocksize=cfg.block,
+                        latency=cfg.device_latency,
+                        callback=self._on_input,
+                    )
+                )
+                if cfg.output:
+                    streams.append(
+                        sd.OutputStream(
+                            device=self.output_device,
+                            channels=2,
+                            samplerate=cfg.sample_rate,
+                            dtype="float32",
+                            blocksize=cfg.block,
+                            latency=cfg.device_latency,
+                            callback=self._on_output,
+                        )
+                    )
+            except Exception as exc:  # PortAudioError, ValueError for bad devices
+                raise DeviceError(f"cannot open the audio device: {exc}") from None
+            worker.start()
+            for s in streams:
+                s.start()
+            self.stats.input_latency_ms = 1000.0 * float(streams[0].latency)
+            if cfg.output:
+                self.stats.output_latency_ms = 1000.0 * float(streams[1].latency)
+            while not self._worker_done.wait(0.05):
+                if any(not s.active for s in streams) and not self._stop.is_set():
+                    self.stop("device lost")
+                if poll is not None:
+                    poll()
+        except KeyboardInterrupt:
+            self.stop("interrupted")
+        finally:
+            self.stop(self.stats.stop_reason or "stopped")
+            if worker.is_alive():
+                worker.join(timeout=5.0)
+            for s in streams:
+                try:
+                    s.abort()
+                    s.close()
+                except Exception:
+                    pass
+            self._finish(wav, t_start)
+        if self._error is not None:
+            raise self._error
+        return self.stats
+
+    def _finish(self, wav: WavWriter | None, t_start: float) -> None:
+        cfg, st = self.config, self.stats
+        st.wall_seconds = time.monotonic() - t_start
+        ins = self.in_ring.stats()
+        outs = self.out_ring.stats()
+        st.captured_samples = ins.written
+        st.input_overrun_samples = ins.overrun_samples
+        st.output_underrun_samples = outs.underrun_samples
+        st.output_underruns = outs.underruns
+        st.output_overrun_samples = outs.overrun_samples
+        queued = (cfg.prefill + cfg.block) if cfg.output else 0
+        st.latency_ms = (
+            st.input_latency_ms
+            + st.output_latency_ms
+            + 1000.0 * (cfg.block + queued) / cfg.sample_rate
+        )
+        if self.record_dir is not None:
+            if wav is not None:
+                wav.close()
+                st.outputs.append(str(self.record_dir / "binaural.wav"))
+            st.outputs.append(str(self.record_dir / "transcript.jsonl"))
+            st.outputs.append(str(self.record_dir / "stats.json"))
+            st.save(self.record_dir / "stats.json")
