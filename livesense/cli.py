@@ -447,8 +447,13 @@ def _cmd_mic(args: argparse.Namespace) -> int:
         print(
             f"{stats.stop_reason}: {stats.rendered_samples / sample_rate:.2f} s rendered, "
             f"RTF {stats.rtf:.3f}, {stats.output_underruns} output underruns, "
-            f"{stats.input_overrun_samples} input samples dropped, latency about "
-            f"{stats.latency_ms:.0f} ms" + (f" -> {args.record}/" if args.record else "")
+            f"{stats.input_overrun_samples} input samples dropped, latency "
+            + (
+                f"{stats.measured_latency_ms_p50:.0f} ms (p50, measured)"
+                if stats.measured_latency_ms_p50
+                else f"about {stats.latency_ms:.0f} ms"
+            )
+            + (f" -> {args.record}/" if args.record else "")
         )
     return 130 if stats.stop_reason == "interrupted" else 0
 

@@ -34,6 +34,7 @@ class LiveAudioConfig:
     input_buffer_s: float = 1.0  # input ring capacity
     output_buffer_s: float = 0.5  # output ring capacity
     prefill: int = 960  # silence queued before the first rendered block (20 ms of headroom)
+    max_queue: int = 4800  # rendered audio queued beyond this (100 ms) is skipped to cap latency
     lossless: bool = False  # input callback waits for the renderer instead of dropping
     duration_s: float | None = None  # stop after this much captured audio
     output: bool = True  # open an output device (False: render to the recording only)
@@ -60,12 +61,15 @@ class LiveAudioStats:
     output_underrun_samples: int = 0  # silence played because nothing was rendered in time
     output_underruns: int = 0
     output_overrun_samples: int = 0  # rendered audio dropped because the device stalled
+    output_skipped_samples: int = 0  # queued audio skipped to bring latency back down
     render_ms_p50: float = 0.0
     render_ms_p99: float = 0.0
     rtf: float = 0.0
     input_latency_ms: float = 0.0  # as PortAudio reports it
     output_latency_ms: float = 0.0
     latency_ms: float = 0.0  # estimate: device in + block + queued output + device out
+    measured_latency_ms_p50: float = 0.0  # ADC time of a sample -> DAC time of its rendering
+    measured_latency_ms_p99: float = 0.0  # (PortAudio's callback timestamps)
     wall_seconds: float = 0.0
     stop_reason: str = ""
     outputs: list[str] = field(default_factory=list)
@@ -105,6 +109,11 @@ class LiveAudioSession:
         self._scratch = np.zeros((2, 8192), np.float32)  # (2, n) output callback scratch
         self._lock = threading.Lock()  # guards renderer pose changes vs rendering
         self._error: BaseException | None = None
+        # Timing marks for the measured latency: (input sample position, its ADC time).
+        self._marks = np.zeros((256, 2), np.float64)
+        self._n_marks = 0
+        self._lat = np.zeros(200_000, np.float64)  # seconds, one per output callback
+        self._n_lat = 0
 
     # -- PortAudio callbacks: copy only --------------------------------------------------------
 
@@ -113,6 +122,10 @@ class LiveAudioSession:
             self.stats.input_device_overflows += 1
         if self._stop.is_set():
             return
+        adc = float(getattr(t, "inputBufferAdcTime", 0.0) or 0.0)
+        if adc > 0:
+            self._marks[self._n_marks % len(self._marks)] = (self.in_ring.write_pos, adc)
+            self._n_marks += 1
         x = indata[:, 0].astype(np.float32)  # (frames,)
         if indata.dtype == np.int16:
             x *= 1.0 / 32768.0
@@ -126,8 +139,27 @@ class LiveAudioSession:
         if frames > self._scratch.shape[1]:
             self._scratch = np.zeros((2, frames), np.float32)
         buf = self._scratch[:, :frames]
-        self.out_ring.read_into(buf, pad=True)
+        backlog = self.out_ring.available - self.config.max_queue
+        if backlog > 0:  # the device started late or stalled: do not keep that delay forever
+            self.stats.output_skipped_samples += self.out_ring.advance(
+                backlog + self.config.max_queue - self.config.prefill
+            )
+        first = self.out_ring.read_pos - self.config.prefill  # input sample of buf[:, 0]
+        if self.out_ring.read_into(buf, pad=True) > 0 and first >= 0:
+            self._mark_latency(first, float(getattr(t, "outputBufferDacTime", 0.0) or 0.0))
         outdata[:] = buf.T
+
+    def _mark_latency(self, sample: int, dac: float) -> None:
+        n = min(self._n_marks, len(self._marks))
+        if dac <= 0 or n == 0 or self._n_lat >= len(self._lat):
+            return
+        marks = self._marks[:n]
+        before = marks[marks[:, 0] <= sample]
+        if len(before) == 0:
+            return
+        pos, adc = before[np.argmax(before[:, 0])]
+        self._lat[self._n_lat] = dac - (adc + (sample - pos) / self.config.sample_rate)
+        self._n_lat += 1
 
     # -- control ------------------------------------------------------------------------------
 
@@ -276,6 +308,10 @@ class LiveAudioSession:
             + st.output_latency_ms
             + 1000.0 * (cfg.block + queued) / cfg.sample_rate
         )
+        if self._n_lat:
+            lat = self._lat[: self._n_lat] * 1000.0
+            st.measured_latency_ms_p50 = float(np.percentile(lat, 50))
+            st.measured_latency_ms_p99 = float(np.percentile(lat, 99))
         if self.record_dir is not None:
             if wav is not None:
                 wav.close()
