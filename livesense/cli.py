@@ -123,6 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="dsp: HRTF renderer (default); passthrough: streaming STFT -> ISTFT of the mono input",
     )
     _add_pose_options(g, poses_file=True)
+    v = p_replay.add_argument_group("video reasoning")
+    v.add_argument(
+        "--vlm",
+        metavar="MODEL|tiny|none",
+        default="none",
+        help="vision-language model that watches the video: a Hugging Face model id (e.g. "
+        "HuggingFaceTB/SmolVLM2-256M-Video-Instruct, Qwen/Qwen3-VL-2B-Instruct) or a local "
+        "folder; tiny = a tiny random model (meaningless text, for testing); none = audio "
+        "only (default)",
+    )
+    v.add_argument(
+        "--questions",
+        metavar="FILE",
+        help="questions with timestamps (StreamingBench or OVO-Bench JSON); answered from "
+        "the video seen up to each question's time; with answers given, DIR/accuracy.json",
+    )
+    v.add_argument(
+        "--segment-seconds",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="the reasoner writes a note per segment of S seconds (default: 10)",
+    )
+    v.add_argument(
+        "--vlm-fps",
+        type=_positive_float,
+        default=1.0,
+        metavar="FPS",
+        help="frames per second the reasoner watches (default: 1)",
+    )
     g.add_argument(
         "--plot",
         action="store_true",
@@ -283,6 +313,19 @@ def _build_renderer(args: argparse.Namespace, sample_rate: int):
     return renderer, speaker, listener
 
 
+def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool):
+    """Load the VLM and questions chosen by --vlm/--questions (clear errors if they fail)."""
+    from livesense.models.vlm import load_vlm
+    from livesense.video.questions import load_questions
+    from livesense.video.reasoner import ReasonerConfig
+    from livesense.video.replay_tap import ReasonerTap
+
+    questions = load_questions(args.questions).questions if args.questions else []
+    backend = load_vlm(args.vlm)
+    config = ReasonerConfig(fps=args.vlm_fps, segment_seconds=args.segment_seconds)
+    return ReasonerTap(backend, config, out_dir, questions, realtime=realtime)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from livesense.streaming.pipeline import ReplayPipeline
     from livesense.streaming.sources import FileReplaySource, ReplayConfig
@@ -294,6 +337,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a folder")
     processor, speaker, listener = _build_renderer(args, args.sample_rate)
+    if args.questions and args.vlm == "none":
+        raise ConfigError("--questions needs a video reasoner: add --vlm MODEL (or --vlm tiny)")
+    if args.vlm != "none" and args.no_video:
+        raise ConfigError("--vlm watches the video: drop --no-video")
     cfg = ReplayConfig(
         sample_rate=args.sample_rate,
         chunk_samples=chunk_samples,
@@ -310,7 +357,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         video_size=(video.width, video.height) if video else None,
         video_fps=(video.fps or 30.0) if video else 30.0,
     )
-    run = dict(input_name=args.file, realtime=cfg.realtime, max_lag=lambda: source.pacer.max_lag)
+    tap = _reasoner_tap(args, out_dir, realtime=cfg.realtime) if args.vlm != "none" else None
+    if tap is not None and video is None:
+        raise ConfigError(f"{args.file}: no video stream for --vlm to watch")
+    run = dict(
+        input_name=args.file,
+        realtime=cfg.realtime,
+        max_lag=lambda: source.pacer.max_lag,
+        on_frame=tap.on_frame if tap is not None else None,
+    )
+    stats = None
     try:
         if args.quiet:
             stats = pipeline.run(source, **run)
@@ -323,6 +379,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 )
     finally:
         source.close()
+        if tap is not None:
+            done = tap.finish(interrupted=stats is None or stats.interrupted)
+            if stats is not None:
+                stats.reasoner = done["stats"]
+                stats.outputs.extend(done["outputs"])
+                stats.save(out_dir / "stats.json")
     if args.plot and stats.samples_out > 0:
         from livesense.audio.io import read_audio
         from livesense.audio.plot import plot_binaural

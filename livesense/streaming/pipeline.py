@@ -44,6 +44,7 @@ class ReplayStats:
     realtime: bool = True
     interrupted: bool = False
     outputs: list[str] = field(default_factory=list)
+    reasoner: dict = field(default_factory=dict)  # the video reasoner's counters, if one ran
 
     def save(self, path: str | Path) -> None:
         """Write these figures as JSON (``stats.json``)."""
@@ -84,7 +85,10 @@ class ReplayPipeline:
         realtime: bool = True,
         on_progress: Callable[[float], None] | None = None,
         max_lag: Callable[[], float] | None = None,
+        on_frame: Callable[[AudioChunk | VideoFrame], None] | None = None,
     ) -> ReplayStats:
+        """Process ``frames`` until they end or Ctrl-C; ``on_frame`` sees every frame first
+        (the video reasoner's tap)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stats = ReplayStats(input=input_name, sample_rate=self.sample_rate, realtime=realtime)
         wait = self.processor.latency + self.processor.granularity - 1  # worst-case, samples
@@ -112,6 +116,8 @@ class ReplayPipeline:
 
         try:
             for frame in frames:
+                if on_frame is not None:
+                    on_frame(frame)
                 if isinstance(frame, VideoFrame):
                     if width is not None:
                         mp4.write_video(frame)

@@ -206,3 +206,50 @@ def test_ctrl_c_keeps_partial_outputs(tmp_path):
     with av.open(str(out / "output.mp4")) as c:
         frames = sum(1 for _ in c.decode(audio=0))
         assert frames > 10
+
+
+def test_replay_with_tiny_vlm_writes_transcript_and_accuracy(tmp_path):
+    questions = tmp_path / "q.json"
+    questions.write_text(
+        json.dumps(
+            {
+                "video_path": "sample.mp4",
+                "questions": [
+                    {
+                        "question": "What colour is the ball?",
+                        "time_stamp": "00:00:03",
+                        "options": ["red", "blue", "green", "yellow"],
+                        "answer": "A",
+                    },
+                    {"question": "What is happening?", "time_stamp": "00:00:07"},
+                ],
+            }
+        )
+    )
+    out = tmp_path / "out"
+    args = ["replay", str(SAMPLE), "--out", str(out), "--fast", "--quiet", "--vlm", "tiny"]
+    assert main([*args, "--questions", str(questions), "--segment-seconds", "3"]) == 0
+    events = [json.loads(line) for line in (out / "transcript.jsonl").read_text().splitlines()]
+    notes = [e for e in events if e["type"] == "note"]
+    answers = [e for e in events if e["type"] == "answer"]
+    assert len(notes) >= 3  # one per 3 s segment of the 10 s clip
+    assert [a["question"] for a in answers] == ["What colour is the ball?", "What is happening?"]
+    assert answers[0]["text"] in "ABCD" and answers[0]["t1"] >= 3.0
+    assert answers[1]["t1"] >= 7.0
+    assert [e["t1"] for e in events] == sorted(e["t1"] for e in events)  # time order
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert acc["questions"] == 1 and acc["answered"] == 1
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["reasoner"]["answers"] == 2 and stats["reasoner"]["notes_emitted"] == len(notes)
+
+
+def test_reasoner_option_errors(tmp_path):
+    bad = tmp_path / "q.json"
+    bad.write_text('{"questions": [{"question": "x"}]}')
+    r = run_cli("replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--fast", "--vlm", "tiny",
+                "--questions", str(bad))  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "q.json" in r.stderr
+    r = run_cli("replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--questions", str(bad))
+    assert r.returncode == 2 and "--vlm" in r.stderr
+    r = run_cli("replay", str(SAMPLE), "--out", str(tmp_path / "o"), "--vlm", "/nonexistent/m")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot load" in r.stderr
