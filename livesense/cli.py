@@ -160,7 +160,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _add_mic_parser(sub)
+    _add_webcam_parser(sub)
     return parser
+
+
+def _add_webcam_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "webcam",
+        help="camera -> video reasoner, notes and answers live in the terminal",
+        description=(
+            "Watch a camera with a vision-language model: notes appear per segment and "
+            "questions typed at the prompt (one per line) are answered from what has been "
+            "seen so far. With --mic the microphone is rendered to binaural audio at the same "
+            "time (both models run concurrently). Ctrl-C stops; with --record DIR the "
+            "transcript (and, with --mic, the binaural audio) is kept in DIR."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--camera",
+        default="/dev/video0",
+        metavar="SRC",
+        help="/dev/videoN (v4l2), an rtsp/http URL, lavfi:GRAPH (e.g. "
+        "lavfi:testsrc2=size=320x240:rate=10) or a video file (default: /dev/video0)",
+    )
+    p.add_argument(
+        "--vlm",
+        default="HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
+        metavar="MODEL|tiny",
+        help="Hugging Face model id or local folder (default: SmolVLM2-256M, CPU-friendly); "
+        "tiny = a tiny random model whose text is meaningless (for testing)",
+    )
+    p.add_argument("--segment-seconds", type=_positive_float, default=10.0, metavar="S",
+                   help="a note per segment of S seconds (default: 10)")  # fmt: skip
+    p.add_argument("--vlm-fps", type=_positive_float, default=1.0, metavar="FPS",
+                   help="frames per second the model watches (default: 1)")  # fmt: skip
+    p.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                   help="stop after this long")  # fmt: skip
+    p.add_argument("--record", metavar="DIR", help="write transcript.jsonl (and more) into DIR")
+    p.add_argument("--mic", action="store_true",
+                   help="also render the microphone to binaural audio on the headphones")  # fmt: skip
+    p.add_argument("--input", metavar="DEV", help="with --mic: input device")
+    p.add_argument("--output", metavar="DEV", help="with --mic: output device")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g = p.add_argument_group("binaural rendering (with --mic)")
+    g.add_argument("--renderer", choices=("dsp",), default="dsp", help="dsp (default)")
+    _add_pose_options(g, poses_file=False)
 
 
 def _add_pose_options(g: argparse._ArgumentGroup, *, poses_file: bool) -> None:
@@ -520,6 +565,156 @@ def _cmd_mic(args: argparse.Namespace) -> int:
     return 130 if stats.stop_reason == "interrupted" else 0
 
 
+class _EventView:
+    """Shows notes and answers as they arrive: a rich live panel on a terminal, plain lines
+    otherwise."""
+
+    def __init__(self, quiet: bool):
+        from rich.console import Console
+
+        self.console = Console(stderr=False)
+        self.quiet = quiet
+        self.events: list = []
+        self.status = ""
+        self.live = None
+        if not quiet and self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self, console=self.console, refresh_per_second=4, transient=False)
+
+    def __rich__(self):
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.text import Text
+
+        lines = Text()
+        for e in self.events[-15:]:
+            tag = "note  " if e.type == "note" else "answer"
+            q = f" [{e.question}]" if e.question else ""
+            lines.append(f"{e.t0:7.1f}-{e.t1:7.1f}s {tag}{q} ", style="bold")
+            lines.append(e.text + "\n")
+        return Group(
+            Panel(lines, title="livesense: what the model sees"),
+            Text(self.status + "  (type a question + Enter; Ctrl-C stops)", style="dim"),
+        )
+
+    def add(self, event) -> None:
+        self.events.append(event)
+        if self.live is None and not self.quiet:
+            q = f" [{event.question}]" if event.question else ""
+            print(f"{event.t0:.1f}-{event.t1:.1f}s {event.type}{q}: {event.text}", flush=True)
+
+    def __enter__(self):
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
+def _cmd_webcam(args: argparse.Namespace) -> int:
+    from livesense.models.vlm import load_vlm
+    from livesense.streaming.camera import CameraSource, CameraSpec
+    from livesense.streaming.frames import Question
+    from livesense.video.reasoner import ReasonerConfig, TranscriptWriter, VideoReasoner
+
+    spec = CameraSpec.parse(args.camera)
+    record = Path(args.record) if args.record else None
+    if record is not None:
+        if record.exists() and not record.is_dir():
+            raise ConfigError(f"--record {record} exists and is not a folder")
+        record.mkdir(parents=True, exist_ok=True)
+    session = None
+    if args.mic:
+        from livesense.streaming.devices import resolve_device
+        from livesense.streaming.live import LiveAudioConfig, LiveAudioSession
+
+        in_dev, out_dev = resolve_device(args.input, "input"), resolve_device(args.output, "output")
+        renderer, _, _ = _build_renderer(args, 48000)
+        session = LiveAudioSession(
+            renderer, LiveAudioConfig(duration_s=args.duration), in_dev, out_dev, record
+        )
+    sink: list = []  # the reasoner, once loaded; the camera opens first to fail fast
+    camera = CameraSource(spec, lambda f: sink[0].submit_frame(f), duration=args.duration)
+    backend = load_vlm(args.vlm)
+    view = _EventView(args.quiet)
+    writer = TranscriptWriter(record / "transcript.jsonl") if record else None
+
+    def on_event(event) -> None:
+        view.add(event)
+        if writer is not None:
+            writer.write(event)
+
+    reasoner = VideoReasoner(
+        backend,
+        ReasonerConfig(fps=args.vlm_fps, segment_seconds=args.segment_seconds),
+        on_event=on_event,
+    )
+    sink.append(reasoner)
+    asked = [0]
+
+    def read_questions() -> None:
+        try:
+            for line in sys.stdin:
+                text = line.strip()
+                if text:
+                    asked[0] += 1
+                    reasoner.ask(Question(text, camera.last_pts, id=f"q{asked[0]}"))
+        except (OSError, ValueError):
+            return
+
+    audio_thread = None
+    interrupted = False
+    reasoner.start()
+    try:
+        with view:
+            camera.start()
+            if session is not None:
+                audio_thread = threading.Thread(target=session.run, name="livesense-mic")
+                audio_thread.start()
+            if sys.stdin is not None and not sys.stdin.closed:
+                threading.Thread(target=read_questions, daemon=True).start()
+            while not camera.done.wait(0.25):
+                st = reasoner.stats()
+                view.status = (
+                    f"t={camera.last_pts:6.1f}s frames {camera.frames}, watched "
+                    f"{st.frames_ingested}, dropped {st.frames_dropped}, notes {st.notes_emitted}"
+                )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        camera.stop()
+        camera.join(timeout=5)
+        if session is not None:
+            session.stop("interrupted" if interrupted else "camera ended")
+            if audio_thread is not None:
+                audio_thread.join(timeout=10)
+        if interrupted:
+            reasoner.close()
+            rstats = reasoner.stats()
+        else:
+            rstats = reasoner.finish(timeout=60)
+        if writer is not None:
+            writer.close()
+        if record is not None:
+            import json
+
+            (record / "reasoner_stats.json").write_text(json.dumps(rstats.to_json(), indent=2))
+    if camera.error is not None:
+        if isinstance(camera.error, LivesenseError):
+            raise camera.error
+        raise LivesenseError(f"camera {args.camera}: {camera.error}")
+    if not args.quiet:
+        print(
+            f"{'interrupted' if interrupted else 'done'}: {camera.frames} frames, "
+            f"{rstats.notes_emitted} notes, {rstats.answers} answers"
+            + (f" -> {record}/" if record else "")
+        )
+    return 130 if interrupted else 0
+
+
 def _progress_bar():
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -532,7 +727,7 @@ def _progress_bar():
     )
 
 
-COMMANDS = {"info": _cmd_info, "replay": _cmd_replay, "mic": _cmd_mic}
+COMMANDS = {"info": _cmd_info, "replay": _cmd_replay, "mic": _cmd_mic, "webcam": _cmd_webcam}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
