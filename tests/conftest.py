@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -86,3 +90,57 @@ def make_clip(tmp_path: Path) -> MakeClip:
     make.sine = sine  # type: ignore[attr-defined]
     make.frame_colour = frame_colour  # type: ignore[attr-defined]
     return make
+
+
+# --------------------------------------------------------------------------- virtual audio
+
+
+def portaudio_available() -> bool:
+    """Whether sounddevice can load PortAudio (Debian libportaudio2)."""
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:
+        return False
+    return True
+
+
+def _start_pulse(root: Path):
+    run = root / "run"
+    run.mkdir(mode=0o700)
+    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(run)}
+    proc = subprocess.Popen(
+        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
+         "-L", "module-native-protocol-unix",
+         "-L", "module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le",
+         "-L", "module-remap-source source_name=vmic master=vsink.monitor",
+         "-L", "module-null-sink sink_name=hp rate=48000 channels=2 format=s16le"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(100):
+        if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.skip("pulseaudio did not start")
+    return proc, {**env, "PULSE_SOURCE": "vmic", "PULSE_SINK": "hp"}
+
+
+@pytest.fixture
+def pulse(tmp_path: Path):
+    """A private PulseAudio daemon: virtual mic "vmic" fed with a 20 s talker by paplay and a
+    virtual headphone "hp"; yields (HOME dir, env for subprocesses)."""
+    if not (shutil.which("pulseaudio") and shutil.which("paplay")) or not portaudio_available():
+        pytest.skip("needs pulseaudio pulseaudio-utils libasound2-plugins libportaudio2")
+    proc, env = _start_pulse(tmp_path)
+    wav = tmp_path / "talk.wav"
+    from livesense.audio.io import write_wav
+
+    t = np.arange(20 * 48000) / 48000
+    talk = 0.3 * np.sin(2 * np.pi * 440 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t))
+    write_wav(wav, talk[None].astype(np.float32), 48000)
+    player = subprocess.Popen(["paplay", "--device=vsink", str(wav)], env=env)
+    yield tmp_path, env
+    player.kill()
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -78,3 +78,23 @@ def test_camera_spec_parsing():
     assert not CameraSpec.parse("clip.mp4").paced_by_source
     with pytest.raises(MediaError, match="filter graph"):
         CameraSpec.parse("lavfi:")
+
+
+def test_webcam_with_mic_runs_both_models(pulse):
+    root, env = pulse
+    rec = root / "rec"
+    r = subprocess.run(
+        [sys.executable, "-m", "livesense", "webcam", "--vlm", "tiny", "--camera", CAMERA,
+         "--duration", "4", "--segment-seconds", "2", "--mic", "--input", "pulse",
+         "--output", "pulse", "--record", str(rec), "-q"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    from livesense.audio.io import read_audio
+
+    audio = read_audio(str(rec / "binaural.wav"), sample_rate=48000, channels=2)
+    assert audio.shape[0] == 2 and audio.shape[1] >= 2 * 48000  # devices open ~1 s late
+    stats = json.loads((rec / "stats.json").read_text())
+    assert stats["output_underruns"] <= 2
+    notes = [json.loads(x) for x in (rec / "transcript.jsonl").read_text().splitlines()]
+    assert len(notes) >= 1

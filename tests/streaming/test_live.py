@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -139,44 +138,6 @@ def test_callbacks_copy_and_count_underruns():
     assert np.allclose(out[:300], [0.25, -0.25]) and not out[300:].any()  # silence, not garbage
     st = s.out_ring.stats()
     assert st.underruns == 1 and st.underrun_samples == 180
-
-
-def _start_pulse(root: Path):
-    run = root / "run"
-    run.mkdir(mode=0o700)
-    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(run)}
-    proc = subprocess.Popen(
-        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
-         "-L", "module-native-protocol-unix",
-         "-L", "module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le",
-         "-L", "module-remap-source source_name=vmic master=vsink.monitor",
-         "-L", "module-null-sink sink_name=hp rate=48000 channels=2 format=s16le"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.skip("pulseaudio did not start")
-    return proc, {**env, "PULSE_SOURCE": "vmic", "PULSE_SINK": "hp"}
-
-
-@pytest.fixture
-def pulse(tmp_path: Path):
-    if not (shutil.which("pulseaudio") and shutil.which("paplay")) or not _portaudio_available():
-        pytest.skip("needs pulseaudio pulseaudio-utils libasound2-plugins libportaudio2")
-    proc, env = _start_pulse(tmp_path)
-    wav = tmp_path / "talk.wav"
-    from livesense.audio.io import write_wav
-
-    write_wav(wav, _signal(20.0)[None].astype(np.float32) / 32768.0, SR)
-    player = subprocess.Popen(["paplay", "--device=vsink", str(wav)], env=env)
-    yield tmp_path, env
-    player.kill()
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @needs_portaudio
