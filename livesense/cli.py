@@ -30,6 +30,11 @@ examples:
   livesense info clip.mp4
   livesense replay clip.mp4 --out out/            # paced in real time by pts
   livesense replay clip.mp4 --out out/ --fast     # as fast as the machine goes
+  livesense replay clip.mp4 --out out/ --orbit 4 --plot --vlm tiny
+  livesense mic --orbit 6                         # your voice circling your head
+  livesense webcam --camera lavfi:testsrc2 --vlm tiny
+  livesense serve --port 8765                     # then open the printed URL
+  livesense client clip.mp4 --url ws://127.0.0.1:8765/v1/session --token T --out out/
 
 Run `livesense COMMAND --help` for the options of one command.
 """
@@ -161,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _add_mic_parser(sub)
     _add_webcam_parser(sub)
+    from livesense.client import add_client_parser
+    from livesense.streaming.server import add_serve_parser
+
+    add_serve_parser(sub)
+    add_client_parser(sub)
     return parser
 
 
@@ -727,7 +737,26 @@ def _progress_bar():
     )
 
 
-COMMANDS = {"info": _cmd_info, "replay": _cmd_replay, "mic": _cmd_mic, "webcam": _cmd_webcam}
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from livesense.streaming.server import cmd_serve
+
+    return cmd_serve(args)
+
+
+def _cmd_client(args: argparse.Namespace) -> int:
+    from livesense.client import cmd_client
+
+    return cmd_client(args)
+
+
+COMMANDS = {
+    "info": _cmd_info,
+    "replay": _cmd_replay,
+    "mic": _cmd_mic,
+    "webcam": _cmd_webcam,
+    "serve": _cmd_serve,
+    "client": _cmd_client,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # System packages the tests need. Installs them with apt-get when running as root,
 # otherwise prints exactly what to install. Keep in sync with .ci/run and the README.
-PKGS="libportaudio2 espeak-ng sox libmysofa1 pulseaudio pulseaudio-utils libasound2-plugins"
+PKGS="libportaudio2 espeak-ng sox libmysofa1 pulseaudio pulseaudio-utils libasound2-plugins chromium"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

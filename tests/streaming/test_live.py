@@ -168,7 +168,12 @@ def test_mic_ctrl_c_keeps_complete_recording(pulse):
         env={**env, "HOME": str(root)}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3.0)
+    wav = rec / "binaural.wav"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until over a second has been rendered
+        if wav.exists() and wav.stat().st_size > 44 + 4 * SR * 1.2:
+            break
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

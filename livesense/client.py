@@ -1,0 +1,506 @@
+"""Python client for live sessions (``livesense client``); protocol in docs/protocol.md.
+
+:class:`LiveClient` is the low-level async client (connect + ``start``, send audio packets,
+JPEG frames, poses, questions, ``stop``; it collects the binaural audio, text events and
+stats that come back). :func:`stream_file` replays a recorded file through it at real-time
+pace (or as fast as possible) and saves ``binaural.wav``, ``transcript.jsonl`` and
+``stats.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from livesense.audio.geometry import Pose
+from livesense.errors import ConfigError, LivesenseError, MediaError
+from livesense.streaming.protocol import (
+    Kind,
+    StartConfig,
+    decode_audio,
+    encode_audio,
+    pack_frame,
+    pose_to_json,
+    unpack_frame,
+)
+
+__all__ = [
+    "ClientOptions",
+    "ClientResult",
+    "LiveClient",
+    "add_client_parser",
+    "cmd_client",
+    "load_question_schedule",
+    "stream_file",
+]
+
+
+class ClientError(LivesenseError):
+    """Connection refused, auth rejected, session rejected or ended abnormally."""
+
+
+@dataclass
+class ClientResult:
+    """What came back from a session."""
+
+    audio: np.ndarray  # (2, n) float32 binaural, in input order
+    events: list[dict[str, Any]]  # note / answer / error events, in arrival order
+    stats: dict[str, Any] | None  # the last stats message
+    ready: dict[str, Any]
+    done: dict[str, Any] | None
+    latencies_ms: list[float]  # per output frame: send of its last input sample -> receipt
+    samples_sent: int = 0
+    close_code: int | None = None
+
+
+class LiveClient:
+    """Async client for one session: ``async with LiveClient(url, start) as c: ...``."""
+
+    def __init__(self, url: str, start: StartConfig, token: str | None = None):
+        self.url = _with_token(url, token)
+        self.start = start
+        self.ws: Any = None
+        self.ready: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.stats: dict[str, Any] | None = None
+        self.done: dict[str, Any] | None = None
+        self.latencies_ms: list[float] = []
+        self._out: list[np.ndarray] = []
+        self._out_samples = 0
+        self._seq = 0
+        self._vseq = 0
+        self.samples_sent = 0
+        self._sent_at: dict[int, float] = {}  # input packet end sample -> send time
+        self._pending_ends: list[int] = []
+        self._reader: asyncio.Task | None = None
+        self._done_evt = asyncio.Event()
+        self.close_code: int | None = None
+        self.on_event: Any = None  # optional callback(dict) for text events
+
+    async def __aenter__(self) -> LiveClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, open_timeout: float = 10.0) -> dict[str, Any]:
+        """Open the websocket, send ``start``, wait for ``ready`` (ClientError otherwise)."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus, WebSocketException
+
+        try:
+            self.ws = await connect(
+                self.url, open_timeout=open_timeout, max_size=16 * 2**20, compression=None
+            )
+        except InvalidStatus as e:
+            status = e.response.status_code
+            what = {401: "authentication rejected (missing or wrong --token)",
+                    403: "origin rejected"}.get(status, f"HTTP {status}")  # fmt: skip
+            raise ClientError(f"{_safe(self.url)}: {what}") from None
+        except (OSError, asyncio.TimeoutError, WebSocketException) as e:
+            msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise ClientError(f"cannot connect to {_safe(self.url)}: {msg}") from None
+        await self.ws.send(json.dumps(self.start.to_json()))
+        try:
+            first = await asyncio.wait_for(self.ws.recv(), open_timeout)
+        except Exception as e:
+            code = getattr(getattr(e, "rcvd", None), "code", None)
+            reason = getattr(getattr(e, "rcvd", None), "reason", "")
+            raise ClientError(f"session rejected (close {code}): {reason or e}") from None
+        msg = json.loads(first) if isinstance(first, str) else {}
+        if msg.get("type") != "ready":
+            raise ClientError(f"session rejected: {msg.get('code')}: {msg.get('message')}")
+        self.ready = msg
+        self._reader = asyncio.create_task(self._read())
+        return msg
+
+    @property
+    def chunk_samples(self) -> int:
+        return int(self.ready.get("chunk_samples", 480))
+
+    async def send_audio(self, x: np.ndarray) -> None:
+        """Send one packet of mono float samples (n <= chunk_samples)."""
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        frame = pack_frame(
+            Kind.AUDIO_IN, self._seq, self.samples_sent, encode_audio(x, self.start.format)
+        )
+        self._seq += 1
+        self.samples_sent += x.shape[0]
+        self._sent_at[self.samples_sent] = time.perf_counter()
+        self._pending_ends.append(self.samples_sent)
+        await self.ws.send(frame)
+
+    async def send_jpeg(self, jpeg: bytes, pts_s: float) -> None:
+        frame = pack_frame(Kind.VIDEO_IN, self._vseq, round(pts_s * 1e6), jpeg)
+        self._vseq += 1
+        await self.ws.send(frame)
+
+    async def pose(
+        self, speaker: Pose | None = None, listener: Pose | None = None, pts: int | None = None
+    ) -> None:
+        msg: dict[str, Any] = {"type": "pose"}
+        if pts is not None:
+            msg["pts"] = int(pts)
+        if speaker is not None:
+            msg["speaker"] = pose_to_json(speaker)
+        if listener is not None:
+            msg["listener"] = pose_to_json(listener)
+        await self.ws.send(json.dumps(msg))
+
+    async def ask(self, text: str, qid: str = "") -> None:
+        await self.ws.send(json.dumps({"type": "ask", "text": text, "id": qid}))
+
+    async def send_json(self, msg: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Send ``stop`` and wait for ``done`` (ClientError if the session ends without it)."""
+        await self.ws.send(json.dumps({"type": "stop"}))
+        await self.wait_done(timeout)
+
+    async def wait_done(self, timeout: float = 30.0) -> None:
+        try:
+            await asyncio.wait_for(self._done_evt.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise ClientError(f"no 'done' from the server within {timeout} s") from None
+        if self.done is None:
+            raise ClientError(f"session ended without 'done' (close code {self.close_code})")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self.ws is not None:
+            await self.ws.close()
+
+    def result(self) -> ClientResult:
+        audio = np.concatenate(self._out, axis=1) if self._out else np.zeros((2, 0), np.float32)
+        return ClientResult(
+            audio, list(self.events), self.stats, self.ready, self.done,
+            list(self.latencies_ms), self.samples_sent, self.close_code,
+        )  # fmt: skip
+
+    async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for msg in self.ws:
+                if isinstance(msg, bytes):
+                    self._on_audio(msg)
+                    continue
+                ev = json.loads(msg)
+                t = ev.get("type")
+                if t == "stats":
+                    self.stats = ev
+                elif t == "done":
+                    self.done = ev
+                else:
+                    self.events.append(ev)
+                    if self.on_event is not None:
+                        self.on_event(ev)
+        except ConnectionClosed:
+            pass
+        finally:
+            rcvd = getattr(self.ws.protocol, "close_rcvd", None)
+            self.close_code = rcvd.code if rcvd is not None else None
+            self._done_evt.set()
+
+    def _on_audio(self, msg: bytes) -> None:
+        now = time.perf_counter()
+        f = unpack_frame(msg)
+        if f.kind != Kind.AUDIO_OUT:
+            return
+        y = decode_audio(f.payload, self.start.format, 2)
+        if f.pts != self._out_samples:
+            raise ClientError(f"binaural audio out of order: pts {f.pts}, have {self._out_samples}")
+        self._out.append(y)
+        self._out_samples += y.shape[1]
+        # Latency of the input packets whose last sample is now back.
+        while self._pending_ends and self._pending_ends[0] <= self._out_samples:
+            end = self._pending_ends.pop(0)
+            t = self._sent_at.pop(end, None)
+            if t is not None:
+                self.latencies_ms.append((now - t) * 1000.0)
+
+
+def _with_token(url: str, token: str | None) -> str:
+    if not token:
+        return url
+    u = urlsplit(url)
+    q = parse_qs(u.query)
+    q["token"] = [token]
+    return urlunsplit((u.scheme, u.netloc, u.path, urlencode(q, doseq=True), u.fragment))
+
+
+def _safe(url: str) -> str:
+    """The URL without its token (for messages)."""
+    u = urlsplit(url)
+    return urlunsplit((u.scheme, u.netloc, u.path, "", ""))
+
+
+# --------------------------------------------------------------------------- file replay
+
+
+@dataclass
+class ClientOptions:
+    """How :func:`stream_file` replays a file."""
+
+    format: str = "s16le"
+    fast: bool = False
+    video: bool = True
+    fps: float = 2.0
+    max_size: int = 640  # longest video side sent
+    jpeg_quality: int = 80
+    renderer: str = "dsp"
+    reasoning: bool = True
+    speaker: Pose = field(default_factory=lambda: Pose((1.5, 0.0, 0.0)))
+    listener: Pose = field(default_factory=Pose)
+    orbit_s: float | None = None  # the speaker circles the listener once per orbit_s seconds
+    pose_rate: float = 20.0  # pose updates per second while orbiting
+    questions: list[tuple[float, str, str]] = field(default_factory=list)  # (t, text, id)
+    done_timeout: float = 60.0
+
+
+def load_question_schedule(path: str | os.PathLike) -> list[tuple[float, str, str]]:
+    """Questions ``(t seconds, text, id)`` from a file: JSON list / JSON lines of objects
+    ``{"t": 3.5, "text": "...", "id": "q1"}`` or text lines ``SECONDS question``."""
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read questions file {str(p)!r}: {e.strerror}") from None
+    out: list[tuple[float, str, str]] = []
+    text = raw.strip()
+    try:
+        if text.startswith("["):
+            items = json.loads(text)
+        elif text.startswith("{"):
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            items = []
+            for i, line in enumerate(text.splitlines()):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                t, _, q = line.strip().partition(" ")
+                items.append({"t": float(t), "text": q.strip(), "id": f"q{i + 1}"})
+        for i, it in enumerate(items):
+            t = float(it.get("t", it.get("time", it.get("pts"))))
+            q = str(it.get("text", it.get("question", ""))).strip()
+            if not q or not math.isfinite(t) or t < 0:
+                raise ValueError(f"entry {i + 1} needs a time >= 0 and a text")
+            out.append((t, q, str(it.get("id", f"q{i + 1}"))))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"questions file {str(p)!r}: {e}") from None
+    return sorted(out, key=lambda x: x[0])
+
+
+def _jpeg(img: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _video_jpegs(path: str, opts: ClientOptions) -> Iterator[tuple[float, bytes]]:
+    from livesense.video.decode import iter_video_frames
+
+    with iter_video_frames(path, fps=opts.fps, max_size=opts.max_size) as frames:
+        for f in frames:
+            yield f.pts, _jpeg(f.image, opts.jpeg_quality)
+
+
+def _orbit_pose(opts: ClientOptions, t: float) -> Pose:
+    rel = np.subtract(opts.speaker.position, opts.listener.position)
+    r = float(np.hypot(rel[0], rel[1]))
+    az = math.atan2(rel[1], rel[0]) + 2 * math.pi * t / float(opts.orbit_s or 1.0)
+    c = opts.listener.position
+    return Pose((c[0] + r * math.cos(az), c[1] + r * math.sin(az), c[2] + float(rel[2])))
+
+
+async def stream_file(
+    path: str | os.PathLike, url: str, opts: ClientOptions, token: str | None = None
+) -> ClientResult:
+    """Replay ``path`` (audio + optional video) through a session; return what came back."""
+    from livesense.audio.io import iter_audio_chunks
+    from livesense.video.decode import has_video
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MediaError(f"{path}: no such file")
+    reader = iter_audio_chunks(path, 48000, 480)  # MediaError for unreadable / no audio
+    video = opts.video and has_video(path)
+    if opts.orbit_s is not None:
+        rel = np.subtract(opts.speaker.position, opts.listener.position)
+        if float(np.hypot(rel[0], rel[1])) < 0.1:
+            raise ConfigError("--orbit needs a speaker at least 0.1 m from the listener")
+    start = StartConfig(
+        format=opts.format, video=video, speaker=opts.speaker, listener=opts.listener,
+        renderer=opts.renderer, reasoning=opts.reasoning or video,
+    )  # fmt: skip
+    client = LiveClient(url, start, token)
+    try:
+        await client.connect()
+        t0 = time.perf_counter()
+
+        async def pace(t: float) -> None:
+            if not opts.fast:
+                delay = t0 + t - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+        async def send_video() -> None:
+            it = _video_jpegs(path, opts)
+            while True:
+                item = await asyncio.to_thread(next, it, None)
+                if item is None:
+                    return
+                await pace(item[0])
+                await client.send_jpeg(item[1], item[0])
+
+        async def send_questions() -> None:
+            for t, text, qid in opts.questions:
+                await pace(t)
+                await client.ask(text, qid)
+
+        tasks = [asyncio.create_task(send_questions())]
+        if video:
+            tasks.append(asyncio.create_task(send_video()))
+        next_pose = 0.0
+        with reader:
+            for chunk in reader:
+                t = chunk.pts / 48000
+                if opts.orbit_s is not None and t >= next_pose:
+                    await client.pose(speaker=_orbit_pose(opts, t), pts=chunk.pts)
+                    next_pose += 1.0 / opts.pose_rate
+                await pace(t)
+                await client.send_audio(chunk.data[0])
+                if opts.fast:
+                    await asyncio.sleep(0)
+        for task in tasks:
+            await task
+        await client.stop(opts.done_timeout)
+        return client.result()
+    finally:
+        await client.close()
+
+
+def save_result(res: ClientResult, out_dir: str | os.PathLike) -> None:
+    """Write ``binaural.wav``, ``transcript.jsonl`` and ``stats.json`` into ``out_dir``."""
+    from livesense.audio.io import write_wav
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_wav(out / "binaural.wav", res.audio, 48000)
+    with open(out / "transcript.jsonl", "w", encoding="utf-8") as f:
+        for ev in res.events:
+            f.write(json.dumps(ev) + "\n")
+    lat = np.array(res.latencies_ms) if res.latencies_ms else None
+    summary = {
+        "samples_sent": res.samples_sent,
+        "samples_received": int(res.audio.shape[1]),
+        "latency_ms": None
+        if lat is None
+        else {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
+        "session": res.ready.get("session"),
+        "renderer": res.ready.get("renderer"),
+        "server": res.stats,
+        "done": res.done,
+    }
+    (out / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_client_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``client`` command to the ``livesense`` CLI."""
+    p = subparsers.add_parser(
+        "client",
+        help="stream a recorded file to a live-session server and save what comes back",
+        description=(
+            "Stream FILE's audio (10 ms packets) and video (JPEG frames) to a livesense server "
+            "at real-time pace, ask scheduled questions, and save binaural.wav, "
+            "transcript.jsonl and stats.json into --out."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="audio or video file")
+    p.add_argument("--url", default="ws://127.0.0.1:8765/v1/session", help="session endpoint")
+    p.add_argument("--token", help="access token (default: the ?token= of --url)")
+    p.add_argument("--out", default="client_out", metavar="DIR", help="output folder")
+    p.add_argument("--fast", action="store_true", help="send as fast as the server takes it")
+    p.add_argument("--format", choices=("s16le", "f32le"), default="s16le")
+    p.add_argument("--fps", type=float, default=2.0, help="video frames per second sent")
+    p.add_argument("--no-video", action="store_true", help="send audio only")
+    p.add_argument("--renderer", choices=("neural", "dsp"), default="dsp")
+    p.add_argument("--questions", metavar="FILE", help="JSON/JSONL/text lines 'SECONDS text'")
+    p.add_argument("--speaker-pose", metavar="x,y,z[,qx,qy,qz,qw]", default="1.5,0,0")
+    p.add_argument("--listener-pose", metavar="x,y,z[,qx,qy,qz,qw]", default="0,0,0")
+    p.add_argument("--orbit", type=float, metavar="S", help="speaker circles once every S s")
+    return p
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    """Run ``livesense client``; user errors raise LivesenseError (one line, exit 2)."""
+    if args.fps <= 0 or (args.orbit is not None and args.orbit <= 0):
+        raise ConfigError("--fps and --orbit must be positive")
+    u = urlsplit(args.url)
+    if u.scheme not in ("ws", "wss") or not u.netloc:
+        raise ConfigError(f"--url must look like ws://HOST:PORT/v1/session, got {args.url!r}")
+    try:
+        speaker = Pose.parse(args.speaker_pose)
+        listener = Pose.parse(args.listener_pose)
+    except ConfigError as e:
+        raise ConfigError(f"pose: {e}") from None
+    opts = ClientOptions(
+        format=args.format, fast=args.fast, video=not args.no_video, fps=args.fps,
+        renderer=args.renderer, speaker=speaker, listener=listener, orbit_s=args.orbit,
+        questions=load_question_schedule(args.questions) if args.questions else [],
+    )  # fmt: skip
+    res = asyncio.run(stream_file(args.file, args.url, opts, args.token))
+    save_result(res, args.out)
+    notes = sum(e.get("type") == "note" for e in res.events)
+    answers = sum(e.get("type") == "answer" for e in res.events)
+    errors = [e for e in res.events if e.get("type") == "error"]
+    lat = np.percentile(res.latencies_ms, 50) if res.latencies_ms else float("nan")
+    print(
+        f"sent {res.samples_sent / 48000:.2f} s, received {res.audio.shape[1] / 48000:.2f} s "
+        f"binaural (latency p50 {lat:.1f} ms), {notes} notes, {answers} answers, "
+        f"{len(errors)} errors -> {args.out}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m livesense.client FILE ...``: the ``client`` command on its own."""
+    parser = argparse.ArgumentParser(prog="livesense")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_client_parser(sub)
+    args = parser.parse_args(["client", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return cmd_client(args)
+    except LivesenseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

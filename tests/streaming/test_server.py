@@ -1,0 +1,503 @@
+"""The live-session server: HTTP, auth, origin, limits, bad input, degrade, isolation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from livesense.audio.dsp_renderer import DspBinauralRenderer
+from livesense.audio.geometry import Pose
+from livesense.streaming.engines import DspEngine, FakeReasoner, SessionRenderer
+from livesense.streaming.protocol import (
+    Kind,
+    StartConfig,
+    decode_audio,
+    encode_audio,
+    pack_frame,
+    unpack_frame,
+)
+from livesense.streaming.server import ServerConfig, ServerThread
+from livesense.streaming.session import SessionLimits
+
+TOKEN = "secret-token"
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
+
+
+@pytest.fixture
+def server() -> Iterator[ServerThread]:
+    with ServerThread(ServerConfig(port=0, token=TOKEN), reasoner=FakeReasoner(every=1)) as st:
+        yield st
+
+
+def _server(**kw: Any) -> ServerThread:
+    reasoner = kw.pop("reasoner", FakeReasoner(every=1))
+    renderer = kw.pop("renderer", None)
+    return ServerThread(ServerConfig(port=0, token=TOKEN, **kw), reasoner, renderer)
+
+
+def open_session(
+    st: ServerThread, start: StartConfig | None = None, **kw: Any
+) -> tuple[ClientConnection, dict]:
+    ws = connect(st.url, **kw)
+    ws.send(json.dumps((start or StartConfig()).to_json()))
+    ready = json.loads(ws.recv(timeout=10))
+    assert ready["type"] == "ready", ready
+    return ws, ready
+
+
+def recv_until(
+    ws: ClientConnection, pred: Callable[[Any], bool], timeout: float = 10.0
+) -> list[Any]:
+    """Messages (dicts for JSON, bytes for binary) up to and including the first matching."""
+    out: list[Any] = []
+    end = time.monotonic() + timeout
+    while True:
+        m = ws.recv(timeout=max(0.01, end - time.monotonic()))
+        m = json.loads(m) if isinstance(m, str) else m
+        out.append(m)
+        if pred(m):
+            return out
+
+
+def is_type(t: str) -> Callable[[Any], bool]:
+    return lambda m: isinstance(m, dict) and m.get("type") == t
+
+
+def audio_frame(seq: int, x: np.ndarray, fmt: str = "s16le", pts: int = 0) -> bytes:
+    return pack_frame(Kind.AUDIO_IN, seq, pts, encode_audio(x[None], fmt))
+
+
+def jpeg(colour: tuple[int, int, int] = (200, 10, 10), size: tuple[int, int] = (32, 24)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def finish(ws: ClientConnection, earlier: list | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Send stop; return the binaural audio (``earlier`` messages included) and the JSON events
+    up to ``done``; check the close code 1000."""
+    ws.send(json.dumps({"type": "stop"}))
+    msgs = (earlier or []) + recv_until(ws, is_type("done"), 20)
+    frames = [unpack_frame(m) for m in msgs if isinstance(m, bytes)]
+    audio = [decode_audio(f.payload, "s16le", 2) for f in frames]
+    with pytest.raises(ConnectionClosed) as e:
+        ws.recv(timeout=5)
+    assert e.value.rcvd is not None and e.value.rcvd.code == 1000
+    y = np.concatenate(audio, axis=1) if audio else np.zeros((2, 0), np.float32)
+    return y, [m for m in msgs if isinstance(m, dict)]
+
+
+class DeafClient:
+    """A raw websocket client that never reads (tiny receive window)."""
+
+    def __init__(self, st: ServerThread, fmt: str = "f32le"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", st.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(
+            f"GET /v1/session?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.sock = s
+        self.send(json.dumps(StartConfig(format=fmt).to_json()).encode(), opcode=1)
+
+    def send(self, payload: bytes, opcode: int = 2) -> None:
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, 0x80 | n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+        self.sock.sendall(head + b"\0\0\0\0" + payload)  # zero mask key: payload as is
+
+
+def http(st: ServerThread, path: str, headers: dict | None = None) -> tuple[int, bytes, str]:
+    req = urllib.request.Request(st.http_url + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get("Content-Type", "")
+
+
+# ----------------------------------------------------------------------------- HTTP side
+
+
+def test_healthz_and_static_files(server: ServerThread) -> None:
+    status, body, ctype = http(server, "/healthz")
+    assert status == 200 and ctype.startswith("application/json")
+    assert json.loads(body) == {"ok": True, "sessions": 0, "max_sessions": 8, "protocol": 1}
+    status, body, ctype = http(server, "/")
+    assert status == 200 and ctype.startswith("text/html") and b"<html" in body.lower()
+    status, _, ctype = http(server, "/app.js")
+    assert status == 200 and ctype.startswith("text/javascript")
+    for bad in ("/nope.js", "/../streaming/server.py", "/%2e%2e/cli.py", "/.hidden"):
+        assert http(server, bad)[0] == 404
+
+
+@pytest.mark.parametrize("query", ["", "?token=", "?token=wrong", "?tok=secret-token"])
+def test_bad_token_is_http_401(server: ServerThread, query: str) -> None:
+    url = f"ws://127.0.0.1:{server.port}/v1/session{query}"
+    with pytest.raises(InvalidStatus) as e:
+        connect(url)
+    assert e.value.response.status_code == 401
+
+
+def test_no_auth_accepts_without_token() -> None:
+    st = ServerThread(ServerConfig(port=0, token=None))
+    with st:
+        ws, ready = open_session(st)
+        assert st.url.endswith("/v1/session")
+        ws.close()
+
+
+def test_origin_allowlist(server: ServerThread) -> None:
+    with pytest.raises(InvalidStatus) as e:
+        connect(server.url, origin="http://evil.example")  # type: ignore[arg-type]
+    assert e.value.response.status_code == 403
+    ws, _ = open_session(server, origin=f"http://localhost:{server.port}")  # type: ignore[arg-type]
+    ws.close()
+    with _server(allow_origins=("https://app.example",)) as st:
+        ws, _ = open_session(st, origin="https://app.example")  # type: ignore[arg-type]
+        ws.close()
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def test_session_limit_closes_with_1013_and_a_vanished_client_frees_its_slot() -> None:
+    with _server(max_sessions=1) as st:
+        ws1, _ = open_session(st)
+        ws2 = connect(st.url)
+        with pytest.raises(ConnectionClosed) as e:
+            ws2.recv(timeout=5)
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1013
+        assert "full" in e.value.rcvd.reason
+        ws1.send(audio_frame(0, np.zeros(480, np.float32)))
+        ws1.socket.shutdown(socket.SHUT_RDWR)  # vanish without a closing handshake
+        ws1.socket.close()
+        end = time.monotonic() + 3
+        while json.loads(http(st, "/healthz")[1])["sessions"] and time.monotonic() < end:
+            time.sleep(0.02)
+        assert json.loads(http(st, "/healthz")[1])["sessions"] == 0
+        ws3, _ = open_session(st)
+        ws3.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        (json.dumps({"type": "start", "audio": {"sample_rate": 44100}}), "unsupported"),
+        ("not json", "bad_json"),
+        (json.dumps({"type": "ask", "text": "hi"}), "not_started"),
+        (b"\x01" * 20, "not_started"),
+    ],
+)
+def test_bad_start_gets_error_and_close(server: ServerThread, first: Any, code: str) -> None:
+    ws = connect(server.url)
+    ws.send(first)
+    msg = json.loads(ws.recv(timeout=5))
+    assert msg["type"] == "error" and msg["code"] == code and msg["message"]
+    with pytest.raises(ConnectionClosed) as e:
+        ws.recv(timeout=5)
+    assert e.value.rcvd is not None and e.value.rcvd.code == 1008
+
+
+def test_start_and_idle_time_limits() -> None:
+    with _server(start_timeout_s=0.2, idle_timeout_s=0.3, max_session_s=60) as st:
+        ws = connect(st.url)
+        assert json.loads(ws.recv(timeout=5))["code"] == "start_timeout"
+        ws, _ = open_session(st)
+        msgs = recv_until(ws, is_type("error"), 5)
+        assert msgs[-1]["code"] == "idle_timeout"
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=5)
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1008
+
+
+def test_time_limit_error_event() -> None:
+    with _server(max_session_s=0.3, idle_timeout_s=5) as st:
+        ws, _ = open_session(st)
+        msgs = recv_until(ws, is_type("error"), 5)
+        assert msgs[-1]["code"] == "time_limit"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_gets_errors_and_the_session_survives() -> None:
+    limits = SessionLimits(max_frame_bytes=2000)
+    with _server(limits=limits) as st:
+        ws, _ = open_session(st, StartConfig(video=True, reasoning=True))
+        x = (0.05 * np.random.default_rng(1).standard_normal(480 * 4)).astype(np.float32)
+        ws.send(audio_frame(0, x[:480]))
+        cases: list[tuple[Any, str]] = [
+            ("{oops", "bad_json"),
+            (json.dumps([1, 2]), "bad_message"),
+            (json.dumps({"type": "dance"}), "unknown_type"),
+            (json.dumps({"type": "start"}), "bad_message"),
+            (json.dumps({"type": "pose", "speaker": {"position": [1, "a", 0]}}), "bad_message"),
+            (b"\x01\x00", "bad_frame"),
+            (bytes([7]) + bytes(15) + b"abc", "unknown_kind"),
+            (pack_frame(Kind.AUDIO_OUT, 0, 0, bytes(8)), "unknown_kind"),
+            (pack_frame(Kind.AUDIO_IN, 1, 0, b"\x00\x01\x02"), "bad_size"),
+            (pack_frame(Kind.AUDIO_IN, 1, 0, bytes(2 * 481)), "bad_size"),
+            (audio_frame(0, x[:480]), "out_of_order"),  # seq 0 again
+            (pack_frame(Kind.VIDEO_IN, 0, 0, b"\xff" * 3000), "too_large"),
+            (pack_frame(Kind.VIDEO_IN, 1, 100, b"not a jpeg"), "bad_image"),
+            (pack_frame(Kind.VIDEO_IN, 2, 200_000, jpeg()), "note"),
+            (pack_frame(Kind.VIDEO_IN, 3, 100_000, jpeg()), "out_of_order"),
+        ]
+        seen: list = []
+        for msg, code in cases:
+            ws.send(msg)
+            seen += recv_until(
+                ws, lambda m: isinstance(m, dict) and m.get("type") in ("error", "note"), 5
+            )
+            got = seen[-1]
+            assert got.get("code", got["type"]) == code, (msg[:40], got)
+        for i in (1, 2, 3):  # the session still works: the rest of the audio, in order
+            ws.send(audio_frame(i, x[480 * i : 480 * (i + 1)], pts=480 * i))
+        y, events = finish(ws, seen)
+        assert y.shape == (2, 480 * 4)
+        assert events[-1]["samples_in"] == events[-1]["samples_out"] == 480 * 4
+        stats = [e for e in events if e["type"] == "stats"][-1]
+        assert stats["video"]["bad_frames"] == 1 and stats["errors"] >= 12
+
+
+def test_video_disabled_and_reasoning_disabled(server: ServerThread) -> None:
+    ws, ready = open_session(server)
+    assert ready["reasoner"] is None
+    ws.send(pack_frame(Kind.VIDEO_IN, 0, 0, jpeg()))
+    assert recv_until(ws, is_type("error"))[-1]["code"] == "video_disabled"
+    ws.send(json.dumps({"type": "ask", "text": "what do you see?", "id": "a"}))
+    assert recv_until(ws, is_type("error"))[-1]["code"] == "reasoning_disabled"
+    finish(ws)
+
+
+def test_too_many_errors_closes_the_session() -> None:
+    with _server(max_errors=5) as st:
+        ws, _ = open_session(st)
+        with pytest.raises(ConnectionClosed) as e:
+            for _ in range(50):
+                ws.send("{")
+                time.sleep(0.005)
+            recv_until(ws, lambda m: False, 5)
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1008
+
+
+def test_ask_rate_limit(server: ServerThread) -> None:
+    ws, _ = open_session(server, StartConfig(reasoning=True))
+    for i in range(8):
+        ws.send(json.dumps({"type": "ask", "text": f"q{i}", "id": str(i)}))
+    msgs = recv_until(ws, is_type("error"))
+    assert msgs[-1]["code"] == "rate_limited"
+    answers = [m for m in msgs if isinstance(m, dict) and m["type"] == "answer"]
+    assert [a["id"] for a in answers] == [str(i) for i in range(len(answers))]
+    finish(ws)
+
+
+def test_gap_in_sequence_is_concealed_and_reported(server: ServerThread) -> None:
+    ws, _ = open_session(server)
+    x = np.full(480, 0.1, np.float32)
+    ws.send(audio_frame(0, x))
+    ws.send(audio_frame(2, x, pts=960))  # seq 1 never arrives
+    seen = recv_until(ws, is_type("error"))
+    assert seen[-1]["code"] == "seq_gap"
+    y, events = finish(ws, seen)
+    assert y.shape == (2, 3 * 480)  # the missing packet is concealed in place
+    assert events[-1]["samples_in"] == 3 * 480
+
+
+def test_short_final_packet_and_pose_at_pts(server: ServerThread) -> None:
+    """Exact output for a pose change at a given sample and a short last packet."""
+    rng = np.random.default_rng(3)
+    n = 480 * 20 + 123
+    x = np.round(0.05 * rng.standard_normal(n) * 32768).astype(np.float32) / 32768
+    sp0, sp1 = Pose((1.0, 1.0, 0.0)), Pose((-0.5, -2.0, 0.3))
+    ws, _ = open_session(server, StartConfig(speaker=sp0))
+    ws.send(json.dumps({"type": "pose", "pts": 4000, "speaker": {"position": [-0.5, -2, 0.3]}}))
+    for seq, i in enumerate(range(0, n, 480)):
+        ws.send(audio_frame(seq, x[i : i + 480], pts=i))
+    y, _ = finish(ws)
+    r = DspBinauralRenderer(sp0, Pose(), hrirs=server.server.dsp.hrirs)  # type: ignore[attr-defined]
+    r.set_speaker_pose(sp1, at_sample=4000)
+    ref = r.step(x)
+    assert y.shape == ref.shape == (2, n)
+    assert np.abs(y - ref).max() <= 1.01 / 32768
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+class _SlowEngine:
+    """A 'neural' engine whose renderer takes 15 ms per 10 ms packet (latency 96 samples)."""
+
+    name = "neural"
+
+    def __init__(self) -> None:
+        self.dsp = DspEngine()
+
+    def create(self, speaker: Pose, listener: Pose, sample_rate: int) -> SessionRenderer:
+        return _SlowRenderer(self.dsp.create(speaker, listener, sample_rate))
+
+
+class _SlowRenderer:
+    latency = 96
+
+    def __init__(self, inner: SessionRenderer) -> None:
+        self.inner = inner
+        self.held = np.zeros((2, 0), np.float32)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        time.sleep(0.015)
+        y = np.concatenate([self.held, self.inner.step(x)], axis=1)
+        cut = max(0, y.shape[1] - self.latency)
+        self.held = y[:, cut:]
+        return y[:, :cut]
+
+    def flush(self) -> np.ndarray:
+        out, self.held = self.held, np.zeros((2, 0), np.float32)
+        return out
+
+    def set_speaker_pose(self, pose: Pose, at_sample: int | None = None) -> None:
+        self.inner.set_speaker_pose(pose, at_sample)
+
+    def set_listener_pose(self, pose: Pose, at_sample: int | None = None) -> None:
+        self.inner.set_listener_pose(pose, at_sample)
+
+
+def test_neural_unavailable_falls_back_to_dsp(server: ServerThread) -> None:
+    ws, ready = open_session(server, StartConfig(renderer="neural"))
+    assert ready["renderer"] == "dsp"
+    assert recv_until(ws, is_type("error"))[-1]["code"] == "renderer_unavailable"
+    ws.send(audio_frame(0, np.full(480, 0.1, np.float32)))  # sent back after the error
+    y, _ = finish(ws)
+    assert y.shape == (2, 480)
+
+
+def test_slow_neural_renderer_degrades_to_dsp_without_losing_samples() -> None:
+    limits = SessionLimits(miss_window=20, miss_degrade=5)
+    with _server(renderer=_SlowEngine(), limits=limits) as st:
+        ws, ready = open_session(st, StartConfig(renderer="neural"))
+        assert ready["renderer"] == "neural" and ready["latency_ms"] == 2.0
+        n = 480 * 30
+        x = np.full(n, 0.01, np.float32)
+        for seq, i in enumerate(range(0, n, 480)):
+            ws.send(audio_frame(seq, x[i : i + 480], pts=i))
+        y, events = finish(ws)
+        assert y.shape == (2, n)
+        assert any(e.get("code") == "degraded" for e in events)
+        final = [e for e in events if e["type"] == "stats"][-1]
+        assert final["degraded"] and final["renderer"] == "dsp"
+        assert final["audio"]["deadline_misses"] >= 5
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+def _audio_latencies(st: ServerThread, seconds: float, results: dict) -> None:
+    """A well-behaved real-time session: p99 of send -> binaural receipt, in ms."""
+    ws, _ = open_session(st)
+    lat: list[float] = []
+    sent: dict[int, float] = {}
+
+    def reader() -> None:
+        try:
+            while True:
+                m = ws.recv(timeout=10)
+                if isinstance(m, bytes):
+                    f = unpack_frame(m)
+                    lat.append(time.perf_counter() - sent[f.pts])
+        except (ConnectionClosed, TimeoutError):
+            pass
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t0 = time.perf_counter()
+    for seq in range(int(seconds * 100)):
+        time.sleep(max(0.0, t0 + seq * 0.01 - time.perf_counter()))
+        sent[480 * seq] = time.perf_counter()
+        ws.send(audio_frame(seq, np.zeros(480, np.float32), pts=480 * seq))
+    ws.send(json.dumps({"type": "stop"}))
+    t.join(10)
+    results["p99_ms"] = 1000 * float(np.percentile(lat, 99))
+    results["n"] = len(lat)
+
+
+def test_slow_reasoner_and_non_reading_client_do_not_stall_other_sessions() -> None:
+    limits = SessionLimits(max_out_backlog_s=0.5)
+    with _server(reasoner=FakeReasoner(every=1, delay=0.3), limits=limits) as st:
+        # A session whose reasoner takes 300 ms per frame, flooded with frames.
+        slow, _ = open_session(st, StartConfig(video=True, reasoning=True))
+        # A client that sends audio as fast as it can and never reads.
+        deaf = DeafClient(st)
+        results: dict = {}
+        good = threading.Thread(target=_audio_latencies, args=(st, 1.5, results))
+        good.start()
+        img = jpeg()
+        deaf_closed = False
+        for i in range(150):
+            slow.send(pack_frame(Kind.VIDEO_IN, i, i * 10_000, img))
+            if not deaf_closed:
+                try:
+                    for k in range(10):
+                        seq = 10 * i + k
+                        deaf.send(audio_frame(seq, np.zeros(480, np.float32), "f32le", 480 * seq))
+                except (ConnectionClosed, TimeoutError, OSError):
+                    deaf_closed = True
+            time.sleep(0.01)
+        good.join(20)
+        assert results["n"] == 150
+        assert results["p99_ms"] < 60, results
+        # The non-reading client was cut off; the slow session dropped (and counted) frames.
+        end = time.monotonic() + 5
+        while json.loads(http(st, "/healthz")[1])["sessions"] > 1 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert json.loads(http(st, "/healthz")[1])["sessions"] == 1
+        y, events = finish(slow)
+        final = [e for e in events if e["type"] == "stats"][-1]
+        assert final["frames_dropped"] > 100
+        assert final["video"]["frames_processed"] < 20
+
+
+def test_stats_are_sent_periodically() -> None:
+    with _server(stats_interval_s=0.1) as st:
+        ws, _ = open_session(st)
+        ws.send(audio_frame(0, np.zeros(480, np.float32)))
+        msgs = recv_until(ws, is_type("stats"), 5)
+        s = msgs[-1]
+        for key in ("latency_ms", "rtf", "frames_dropped", "evaluations", "renderer", "degraded"):
+            assert key in s
+        finish(ws)
+
+
+def test_server_config_replace_keeps_limits() -> None:
+    cfg = replace(ServerConfig(), max_sessions=2)
+    assert cfg.limits.chunk_samples == 480 and cfg.max_sessions == 2
