@@ -11,37 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from livesense.streaming.virtual_audio import pulse_available, start_virtual_pulse
+
 SECONDS = float(os.environ.get("LIVESENSE_BENCH_SECONDS", "30"))
 SR = 48000
-
-
-def start_pulse(root: Path) -> tuple[subprocess.Popen, dict]:
-    run = root / "run"
-    run.mkdir(mode=0o700)
-    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(run)}
-    proc = subprocess.Popen(
-        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
-         "-L", "module-native-protocol-unix",
-         "-L", "module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le",
-         "-L", "module-remap-source source_name=vmic master=vsink.monitor",
-         "-L", "module-null-sink sink_name=hp rate=48000 channels=2 format=s16le"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-            return proc, {**env, "PULSE_SOURCE": "vmic", "PULSE_SINK": "hp"}
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("pulseaudio did not start")
 
 
 def talk(path: Path, seconds: float) -> None:
@@ -82,14 +62,14 @@ def run_mic(root: Path, env: dict, renderer_args: list[str]) -> dict:
 
 def main() -> None:
     out: dict = {"name": "devices", "seconds": SECONDS, "sample_rate": SR, "block_ms": 10}
-    if not (shutil.which("pulseaudio") and shutil.which("paplay")):
+    if not pulse_available():
         out["skipped"] = "needs pulseaudio pulseaudio-utils libasound2-plugins"
         print(json.dumps(out))
         return
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         talk(root / "talk.wav", SECONDS + 10)
-        proc, env = start_pulse(root)
+        proc, env = start_virtual_pulse(root)
         try:
             out["dsp"] = run_mic(root, env, ["--renderer", "dsp", "--orbit", "4"])
             neural = run_mic(root, env, ["--renderer", "neural", "--orbit", "4"])

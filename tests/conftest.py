@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -105,25 +103,13 @@ def portaudio_available() -> bool:
 
 
 def _start_pulse(root: Path):
-    run = root / "run"
-    run.mkdir(mode=0o700)
-    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(run)}
-    proc = subprocess.Popen(
-        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes",
-         "-L", "module-native-protocol-unix",
-         "-L", "module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le",
-         "-L", "module-remap-source source_name=vmic master=vsink.monitor",
-         "-L", "module-null-sink sink_name=hp rate=48000 channels=2 format=s16le"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.skip("pulseaudio did not start")
-    return proc, {**env, "PULSE_SOURCE": "vmic", "PULSE_SINK": "hp"}
+    from livesense.errors import LivesenseError
+    from livesense.streaming.virtual_audio import start_virtual_pulse
+
+    try:
+        return start_virtual_pulse(root)
+    except LivesenseError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

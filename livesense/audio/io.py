@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -238,6 +238,32 @@ def _wav_is_cut(path: str) -> bool:
     return False
 
 
+def tolerant_frames(
+    container: av.container.InputContainer, stream: av.stream.Stream, path: str
+) -> Generator[av.AudioFrame | av.VideoFrame, None, int]:
+    """Decoded frames of ``stream``, skipping undecodable packets and stopping at a demux
+    error (a truncated file); returns how many errors were met."""
+    errors = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except (av.FFmpegError, OSError) as e:
+            errors += 1
+            log.debug("%s: demux error: %s", path, e)
+            break
+        try:
+            frames = packet.decode()
+        except (av.FFmpegError, OSError) as e:
+            errors += 1
+            log.debug("%s: undecodable packet: %s", path, e)
+            continue
+        yield from frames
+    return errors
+
+
 class AudioReader(Iterator[AudioChunk]):
     """Streaming decoder for a file's first audio stream, yielding fixed-size chunks.
 
@@ -307,24 +333,7 @@ class AudioReader(Iterator[AudioChunk]):
 
     def _decoded_frames(self) -> Iterator[av.AudioFrame]:
         """Decoded frames; skips undecodable packets and stops at a demux error."""
-        errors = 0
-        packets = self._container.demux(self._stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except (av.FFmpegError, OSError) as e:
-                errors += 1
-                log.debug("%s: demux error: %s", self.path, e)
-                break
-            try:
-                frames = packet.decode()
-            except (av.FFmpegError, OSError) as e:
-                errors += 1
-                log.debug("%s: undecodable packet: %s", self.path, e)
-                continue
-            yield from frames
+        errors = yield from tolerant_frames(self._container, self._stream, self.path)
         self.truncated = errors > 0
 
     def _end_trim_limit(self) -> int | None:

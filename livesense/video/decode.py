@@ -17,7 +17,7 @@ import av.container
 import av.stream
 import numpy as np
 
-from livesense.audio.io import PathLike, open_container
+from livesense.audio.io import PathLike, open_container, tolerant_frames
 from livesense.errors import MediaError
 from livesense.streaming.frames import VideoFrame
 
@@ -100,24 +100,7 @@ class VideoReader(Iterator[VideoFrame]):
         self.close()
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
-        errors = 0
-        packets = self._container.demux(self._stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except (av.FFmpegError, OSError) as e:
-                errors += 1
-                log.debug("%s: demux error: %s", self.path, e)
-                break
-            try:
-                frames = packet.decode()
-            except (av.FFmpegError, OSError) as e:
-                errors += 1
-                log.debug("%s: undecodable packet: %s", self.path, e)
-                continue
-            yield from frames
+        errors = yield from tolerant_frames(self._container, self._stream, self.path)
         self.truncated = errors > 0
 
     def _generate(self) -> Iterator[VideoFrame]:
