@@ -1,0 +1,133 @@
+"""Conditional flow matching for BinauralFlow: representation, prior, loss, training step.
+
+- Representation: complex STFT frames (the streaming STFT's framing, so training sees exactly
+  what the renderer sees) -> ``scale * |S|**compress * exp(i angle S)`` -> real/imag channels.
+  Ears are stacked ear-major: ``(B, 4, F, T)`` = left re, left im, right re, right im.
+- Prior: ``z = [mono, mono] + sigma * noise`` (centred on the mono spectrogram, both ears).
+- Path ``x_t = t * y + (1 - t) * z``, target velocity ``y - z``, L1 loss (Liang et al. 2025).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from livesense.models.binaural.config import POSE_DIM, BinauralFlowConfig
+from livesense.models.binaural.unet import BinauralFlowUNet
+
+__all__ = [
+    "FlowBatch",
+    "batch_features",
+    "channels_to_spec",
+    "flow_matching_loss",
+    "prior",
+    "spec_to_channels",
+    "stft_frames",
+    "train_step",
+]
+
+
+def stft_frames(x: torch.Tensor, cfg: BinauralFlowConfig) -> torch.Tensor:
+    """Offline STFT with the streaming framing: ``(..., n)`` -> complex ``(..., F, n // hop)``.
+
+    Frame ``i`` covers samples ``[i*hop - (n_fft - hop), i*hop + hop)`` (zero left padding),
+    the frames :class:`~livesense.audio.stft.StreamingSTFT` emits."""
+    lead = x.shape[:-1]
+    xf = F.pad(x.reshape(-1, x.shape[-1]), (cfg.n_fft - cfg.hop, 0))
+    win = torch.hann_window(cfg.n_fft, dtype=x.dtype, device=x.device)
+    s = torch.stft(xf, cfg.n_fft, cfg.hop, window=win, center=False, return_complex=True)
+    return s.reshape(*lead, *s.shape[-2:])
+
+
+def spec_to_channels(spec: torch.Tensor, compress: float = 1.0, scale: float = 1.0) -> torch.Tensor:
+    """Complex ``(..., F, T)`` -> real ``(..., 2, F, T)`` (re, im of the compressed spectrum)."""
+    if compress != 1.0:
+        mag = spec.abs()
+        spec = spec * (mag.clamp_min(1e-12) ** (compress - 1.0))
+    return torch.stack([spec.real, spec.imag], dim=-3) * scale
+
+
+def channels_to_spec(ch: torch.Tensor, compress: float = 1.0, scale: float = 1.0) -> torch.Tensor:
+    """Inverse of :func:`spec_to_channels`: ``(..., 2, F, T)`` -> complex ``(..., F, T)``."""
+    spec = torch.complex(ch[..., 0, :, :], ch[..., 1, :, :]) / scale
+    if compress != 1.0:
+        mag = spec.abs()
+        spec = spec * (mag.clamp_min(1e-12) ** (1.0 / compress - 1.0))
+    return spec
+
+
+def prior(mono: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Prior sample ``z = [mono, mono] + sigma * noise``.
+
+    mono (B, 2, F, T), noise (B, 4, F, T) -> (B, 4, F, T)."""
+    return torch.cat([mono, mono], dim=1) + sigma * noise
+
+
+@dataclass
+class FlowBatch:
+    """Training examples: waveforms at the model's rate and per-frame poses.
+
+    mono (B, n), binaural (B, 2, n), poses (B, 14, n // hop) or (B, 14) (held for all frames).
+    """
+
+    mono: torch.Tensor
+    binaural: torch.Tensor
+    poses: torch.Tensor
+
+
+def batch_features(
+    batch: FlowBatch, cfg: BinauralFlowConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Waveforms -> (mono (B, 2, F, T), target y (B, 4, F, T), poses (B, 14, T))."""
+    mono = spec_to_channels(stft_frames(batch.mono, cfg), cfg.compress, cfg.spec_scale)
+    b, _, f, n = mono.shape  # (B, 2, F, T)
+    y = spec_to_channels(stft_frames(batch.binaural, cfg), cfg.compress, cfg.spec_scale)
+    y = y.reshape(b, 4, f, n)  # (B, 2 ears, 2, F, T) -> (B, 4, F, T)
+    poses = batch.poses
+    if poses.dim() == 2:
+        poses = poses[:, :, None].expand(b, POSE_DIM, n)
+    if poses.shape != (b, POSE_DIM, n):
+        raise ValueError(
+            f"poses must be (B, {POSE_DIM}, {n}) or (B, {POSE_DIM}), got {poses.shape}"
+        )
+    return mono, y, poses.to(mono.dtype)
+
+
+def flow_matching_loss(
+    model: BinauralFlowUNet,
+    mono: torch.Tensor,
+    target: torch.Tensor,
+    poses: torch.Tensor,
+    sigma: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L1 between ``v(x_t, t)`` and ``y - z`` at ``t ~ U[0, 1]`` per example.
+
+    mono (B, 2, F, T), target y (B, 4, F, T), poses (B, 14, T)."""
+    b = mono.shape[0]
+    noise = torch.randn(target.shape, generator=generator, dtype=target.dtype)
+    z = prior(mono, noise.to(target.device), sigma)
+    t = torch.rand(b, generator=generator, dtype=target.dtype).to(target.device)
+    tb = t[:, None, None, None]
+    x_t = tb * target + (1 - tb) * z
+    v = model(x_t, mono, t, poses)
+    return (v - (target - z)).abs().mean()
+
+
+def train_step(
+    model: BinauralFlowUNet,
+    optimizer: torch.optim.Optimizer,
+    batch: FlowBatch,
+    generator: torch.Generator | None = None,
+) -> float:
+    """One optimisation step of the flow matching loss on ``batch``; returns the loss."""
+    cfg = model.config
+    model.train()
+    mono, y, poses = batch_features(batch, cfg)
+    loss = flow_matching_loss(model, mono, y, poses, cfg.sigma, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())

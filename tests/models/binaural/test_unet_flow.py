@@ -1,0 +1,150 @@
+"""The causal U-Net (streaming state == zero padding, causality, the paper's size) and flow
+matching (representation, loss, an overfit run)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from livesense.audio.stft import StreamingSTFT
+from livesense.models.binaural.config import BinauralFlowConfig
+from livesense.models.binaural.flow import (
+    FlowBatch,
+    batch_features,
+    channels_to_spec,
+    flow_matching_loss,
+    spec_to_channels,
+    stft_frames,
+    train_step,
+)
+from livesense.models.binaural.layers import StreamState
+from livesense.models.binaural.renderer import random_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """2 shared cores: one intra-op thread avoids spin-wait thrashing and keeps timing stable."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _inputs(cfg: BinauralFlowConfig, frames: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, cfg.n_bins, frames, generator=g)
+    mono = torch.randn(2, 2, cfg.n_bins, frames, generator=g)
+    poses = torch.randn(2, 14, frames, generator=g)
+    return x, mono, poses
+
+
+def test_paper_preset_size_and_forward() -> None:
+    cfg = BinauralFlowConfig.preset("paper")
+    model = random_model(cfg, seed=0)
+    n = model.num_parameters()
+    print(f"BinauralFlow paper preset: {n:,} parameters")
+    assert 60e6 < n < 100e6
+    x, mono, poses = _inputs(cfg, 3)
+    with torch.inference_mode():
+        v = model(x[:1], mono[:1], 0.5, poses[:1])
+    assert v.shape == (1, 4, 257, 3) and torch.isfinite(v).all()
+
+
+def test_streaming_state_equals_zero_padding() -> None:
+    cfg = BinauralFlowConfig.preset("tiny")
+    model = random_model(cfg, seed=3)
+    x, mono, poses = _inputs(cfg, 23)
+    t = torch.tensor([0.3, 0.8])
+    with torch.inference_mode():
+        ref = model(x, mono, t, poses)  # (B, 4, F, T), zero history
+        state = StreamState(model.init_hist(2), model.init_scratch(2, 8))
+        outs, a = [], 0
+        for n in [1, 5, 8, 2, 7]:
+            sl = slice(a, a + n)
+            outs.append(model(x[..., sl], mono[..., sl], t, poses[..., sl], state=state))
+            a += n
+    got = torch.cat(outs, dim=-1)
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+    # the test can fail: a fresh state for the last piece differs
+    with torch.inference_mode():
+        fresh = StreamState(model.init_hist(2), model.init_scratch(2, 8))
+        last = model(x[..., 16:], mono[..., 16:], t, poses[..., 16:], state=fresh)
+    assert not torch.allclose(last, ref[..., 16:], atol=1e-3)
+
+
+def test_model_is_causal_with_finite_receptive_field() -> None:
+    cfg = BinauralFlowConfig.preset("tiny")
+    model = random_model(cfg, seed=4)
+    rf = model.receptive_field
+    frames = rf + 20
+    x, mono, poses = _inputs(cfg, frames)
+    x2, mono2, poses2 = x.clone(), mono.clone(), poses.clone()
+    cut = 15
+    x2[..., cut:] += 1.0
+    mono2[..., cut:] -= 1.0
+    poses2[..., cut:] += 0.5
+    with torch.inference_mode():
+        a = model(x, mono, 0.6, poses)
+        b = model(x2, mono2, 0.6, poses2)
+    assert torch.equal(a[..., :cut], b[..., :cut])  # the past never sees the future
+    assert not torch.allclose(a[..., cut:], b[..., cut:])
+    # a change before frame `cut` reaches exactly rf - 1 frames ahead
+    x3 = x.clone()
+    x3[..., cut] += 1.0
+    with torch.inference_mode():
+        c = model(x3, mono, 0.6, poses)
+    diff = (c - a).abs().amax(dim=(0, 1, 2))  # (T,)
+    assert diff[cut + rf - 1] > 0 and torch.all(diff[cut + rf :] == 0)
+
+
+def test_spectral_representation() -> None:
+    cfg = BinauralFlowConfig.preset("tiny")
+    x = torch.randn(2, 3000)
+    spec = stft_frames(x, cfg)
+    stream = StreamingSTFT(cfg.stft).process(x)
+    assert spec.shape == (2, cfg.n_bins, 3000 // cfg.hop)
+    assert torch.allclose(spec, stream, atol=1e-4)
+    for compress, scale in [(1.0, 1.0), (0.3, 0.1)]:
+        ch = spec_to_channels(spec, compress, scale)  # (2, 2, F, T)
+        assert ch.shape == (2, 2, cfg.n_bins, spec.shape[-1])
+        assert torch.allclose(channels_to_spec(ch, compress, scale), spec, atol=1e-3, rtol=1e-4)
+    assert torch.equal(spec_to_channels(spec)[:, 0], spec.real)
+
+
+def _clip(cfg: BinauralFlowConfig, seconds: float) -> FlowBatch:
+    n = round(seconds * cfg.sample_rate)
+    t = np.arange(n) / cfg.sample_rate
+    mono = 0.3 * np.sin(2 * np.pi * 300 * t) + 0.2 * np.sin(2 * np.pi * 1100 * t)
+    left = 0.8 * np.roll(mono, 12)
+    right = 0.4 * np.roll(mono, 40)
+    f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    poses = torch.tensor([[1.0, 0.5, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]])
+    return FlowBatch(f(mono)[None], f(np.stack([left, right]))[None], poses)
+
+
+def test_overfit_one_clip() -> None:
+    cfg = BinauralFlowConfig.preset("tiny").replace(channels=8)
+    model = random_model(cfg, seed=0)
+    batch = _clip(cfg, 0.08)
+    mono, y, poses = batch_features(batch, cfg)
+
+    def eval_loss() -> float:
+        g = torch.Generator().manual_seed(123)
+        with torch.no_grad():
+            return float(
+                sum(flow_matching_loss(model, mono, y, poses, cfg.sigma, g) for _ in range(8)) / 8
+            )
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    initial = eval_loss()
+    start = time.perf_counter()
+    losses = [train_step(model, opt, batch, g) for _ in range(250)]
+    final = eval_loss()
+    print(f"overfit: loss {initial:.4f} -> {final:.4f} in {time.perf_counter() - start:.1f} s")
+    assert np.isfinite(losses).all()
+    assert final < 0.5 * initial
