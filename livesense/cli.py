@@ -115,18 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument(
         "--chunk-ms",
         type=_positive_float,
-        default=10.0,
+        default=None,
         metavar="MS",
-        help="audio chunk duration in milliseconds (default: 10)",
+        help="audio chunk duration in milliseconds (default: 10; 42.67 = 16 STFT frames "
+        "with --renderer neural, whose per-call overhead dominates smaller chunks on a CPU)",
     )
     p_replay.add_argument("--no-video", action="store_true", help="ignore the video stream")
     g = p_replay.add_argument_group("binaural rendering")
     g.add_argument(
         "--renderer",
-        choices=("dsp", "passthrough"),
+        choices=("dsp", "neural", "passthrough"),
         default="dsp",
-        help="dsp: HRTF renderer (default); passthrough: streaming STFT -> ISTFT of the mono input",
+        help="dsp: HRTF renderer (default); neural: BinauralFlow (needs --checkpoint or "
+        "--random-weights); passthrough: streaming STFT -> ISTFT of the mono input",
     )
+    _add_neural_options(g)
     _add_pose_options(g, poses_file=True)
     v = p_replay.add_argument_group("video reasoning")
     v.add_argument(
@@ -169,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     from livesense.client import add_client_parser
     from livesense.streaming.server import add_serve_parser
 
-    add_serve_parser(sub)
+    p_serve = add_serve_parser(sub)
+    _add_neural_options(p_serve.add_argument_group("neural renderer"))
     add_client_parser(sub)
     return parser
 
@@ -214,7 +218,8 @@ def _add_webcam_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="DEV", help="with --mic: output device")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     g = p.add_argument_group("binaural rendering (with --mic)")
-    g.add_argument("--renderer", choices=("dsp",), default="dsp", help="dsp (default)")
+    g.add_argument("--renderer", choices=("dsp", "neural"), default="dsp", help="dsp (default)")
+    _add_neural_options(g)
     _add_pose_options(g, poses_file=False)
 
 
@@ -248,6 +253,27 @@ def _add_pose_options(g: argparse._ArgumentGroup, *, poses_file: bool) -> None:
         )
     g.add_argument(
         "--hrtf", metavar="FILE", help="HRIR set (.sofa) instead of the bundled MIT KEMAR"
+    )
+
+
+def _add_neural_options(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="with --renderer neural: a checkpoint saved by the training code (a folder with "
+        "model.safetensors + config.json, or the .safetensors file)",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --renderer neural and no checkpoint: an untrained small model (the audio "
+        "is meaningless; for trying the pipeline)",
+    )
+    g.add_argument(
+        "--nfe",
+        type=_positive_int,
+        metavar="N",
+        help="with --renderer neural: network evaluations per frame (default: the model's)",
     )
 
 
@@ -292,8 +318,12 @@ def _add_mic_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     g = p.add_argument_group("binaural rendering")
     g.add_argument(
-        "--renderer", choices=("dsp",), default="dsp", help="dsp: HRTF renderer (default)"
+        "--renderer",
+        choices=("dsp", "neural"),
+        default="dsp",
+        help="dsp: HRTF renderer (default); neural: BinauralFlow (needs --checkpoint)",
     )
+    _add_neural_options(g)
     _add_pose_options(g, poses_file=False)
 
 
@@ -309,6 +339,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
     else:
         print(info.describe())
     return 0
+
+
+def _neural_renderer(args: argparse.Namespace, speaker, listener, sample_rate: int):
+    from livesense.streaming.engines import NeuralEngine
+
+    if args.random_weights and not args.checkpoint:
+        print(
+            "*** livesense: UNTRAINED neural renderer (--random-weights): its audio is "
+            "meaningless; use --checkpoint DIR ***",
+            file=sys.stderr,
+        )
+    engine = NeuralEngine(args.checkpoint, args.random_weights, args.nfe, sample_rate)
+    from livesense.models.binaural import NeuralBinauralRenderer, NfePolicy
+
+    # Live devices cannot wait: lower the evaluations when a block renders too slowly.
+    policy = NfePolicy() if args.command in ("mic", "webcam") and args.nfe is None else None
+    return NeuralBinauralRenderer(
+        engine.model, speaker=speaker, listener=listener, nfe=args.nfe, policy=policy
+    )
 
 
 def _build_renderer(args: argparse.Namespace, sample_rate: int):
@@ -361,6 +410,8 @@ def _build_renderer(args: argparse.Namespace, sample_rate: int):
         _, _, dist = source_direction(speaker_pose, listener_pose)
         if dist < 0.05:
             raise ConfigError("--speaker-pose puts the speaker inside the listener's head")
+    if args.renderer == "neural":
+        return _neural_renderer(args, speaker, listener, sample_rate), speaker, listener
     hrirs = load_hrirs(args.hrtf, sample_rate)
     renderer = DspBinauralRenderer(
         speaker, listener, hrirs=hrirs, config=DspRendererConfig(sample_rate=sample_rate)
@@ -385,6 +436,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from livesense.streaming.pipeline import ReplayPipeline
     from livesense.streaming.sources import FileReplaySource, ReplayConfig
 
+    if args.chunk_ms is None:
+        args.chunk_ms = 2048_000 / args.sample_rate if args.renderer == "neural" else 10.0
     chunk_samples = round(args.chunk_ms * args.sample_rate / 1000.0)
     if chunk_samples < 1:
         raise ConfigError(f"--chunk-ms {args.chunk_ms} is shorter than one sample")
@@ -546,9 +599,14 @@ def _cmd_mic(args: argparse.Namespace) -> int:
     in_dev = resolve_device(args.input, "input")
     out_dev = None if args.no_output else resolve_device(args.output, "output")
     renderer, speaker, listener = _build_renderer(args, sample_rate)
+    if args.renderer == "neural":
+        import torch
+
+        torch.set_num_threads(1)  # small convs: one thread is faster and steadier here
     cfg = LiveAudioConfig(
         sample_rate=sample_rate,
         block=block,
+        render_block=2048 if args.renderer == "neural" else None,
         lossless=args.lossless,
         duration_s=args.duration,
         output=not args.no_output,
@@ -643,9 +701,10 @@ def _cmd_webcam(args: argparse.Namespace) -> int:
 
         in_dev, out_dev = resolve_device(args.input, "input"), resolve_device(args.output, "output")
         renderer, _, _ = _build_renderer(args, 48000)
-        session = LiveAudioSession(
-            renderer, LiveAudioConfig(duration_s=args.duration), in_dev, out_dev, record
+        live_cfg = LiveAudioConfig(
+            duration_s=args.duration, render_block=2048 if args.renderer == "neural" else None
         )
+        session = LiveAudioSession(renderer, live_cfg, in_dev, out_dev, record)
     sink: list = []  # the reasoner, once loaded; the camera opens first to fail fast
     camera = CameraSource(spec, lambda f: sink[0].submit_frame(f), duration=args.duration)
     backend = load_vlm(args.vlm)
@@ -738,8 +797,16 @@ def _progress_bar():
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from livesense.streaming import engines
     from livesense.streaming.server import cmd_serve
 
+    if args.checkpoint or args.random_weights:
+        if not args.checkpoint:
+            print(
+                "*** livesense: UNTRAINED neural renderer (--random-weights) ***", file=sys.stderr
+            )
+        engine = engines.NeuralEngine(args.checkpoint, args.random_weights, args.nfe)  # fail fast
+        engines.register_renderer("neural", lambda: engine)
     return cmd_serve(args)
 
 

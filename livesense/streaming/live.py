@@ -30,7 +30,8 @@ class LiveAudioConfig:
     """Settings of a live audio session (samples at ``sample_rate`` unless named ``_s``)."""
 
     sample_rate: int = 48000
-    block: int = 480  # render block, 10 ms
+    block: int = 480  # device block, 10 ms
+    render_block: int | None = None  # samples per renderer call (None: the device block)
     input_buffer_s: float = 1.0  # input ring capacity
     output_buffer_s: float = 0.5  # output ring capacity
     prefill: int = 960  # silence queued before the first rendered block (20 ms of headroom)
@@ -186,7 +187,7 @@ class LiveAudioSession:
         times: list[float] = []
         try:
             while not self._stop.is_set():
-                want = cfg.block
+                want = cfg.render_block or cfg.block
                 if self._limit is not None:
                     want = min(want, self._limit - self.stats.rendered_samples)
                     if want <= 0:
@@ -303,10 +304,9 @@ class LiveAudioSession:
         st.output_underruns = outs.underruns
         st.output_overrun_samples = outs.overrun_samples
         queued = (cfg.prefill + cfg.block) if cfg.output else 0
+        wait = cfg.render_block or cfg.block
         st.latency_ms = (
-            st.input_latency_ms
-            + st.output_latency_ms
-            + 1000.0 * (cfg.block + queued) / cfg.sample_rate
+            st.input_latency_ms + st.output_latency_ms + 1000.0 * (wait + queued) / cfg.sample_rate
         )
         if self._n_lat:
             lat = self._lat[: self._n_lat] * 1000.0

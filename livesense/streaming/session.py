@@ -254,7 +254,10 @@ class AudioPath:
         t1 = time.perf_counter()
         self._send(y)
         done = time.perf_counter()
-        miss = done - t_arrival > self.chunk / self.cfg.sample_rate
+        # A miss: this packet waited and rendered for longer than the audio it produced (a
+        # block renderer emits several packets' worth at once) plus one packet of slack.
+        emitted = 0 if y is None else y.shape[-1]
+        miss = done - t_arrival > (max(x.shape[-1], emitted) + self.chunk) / self.cfg.sample_rate
         with self._lock:
             self.render_s += t1 - t0
             self.latency_ms.append((done - t_arrival) * 1000.0)
