@@ -807,6 +807,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
         engine = engines.NeuralEngine(args.checkpoint, args.random_weights, args.nfe)  # fail fast
         engines.register_renderer("neural", lambda: engine)
+        import torch
+
+        torch.set_num_threads(1)  # sessions run on several audio workers: no oversubscription
     return cmd_serve(args)
 
 
