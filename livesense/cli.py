@@ -547,9 +547,7 @@ class _KeyControl:
         pos = self.center + np.array(
             [self.distance * np.cos(a), self.distance * np.sin(a), self.height]
         )
-        pose = self._Pose(tuple(float(v) for v in pos))
-        at = self.session.position
-        self.session.with_renderer(lambda r: r.set_speaker_pose(pose, at_sample=at))
+        self.session.update_pose(speaker=self._Pose(tuple(float(v) for v in pos)))
         return True
 
     def start(self) -> None:

@@ -1,5 +1,8 @@
 """Microphone -> binaural renderer -> headphones in real time.
 
+The render loop is the same :class:`~livesense.streaming.pipeline.StreamPipeline` that replays
+files: here its source is the capture ring and its sinks the headphone ring and the recording.
+
 PortAudio callbacks only copy: the input callback writes the captured block into an input
 :class:`AudioRing`, the output callback reads the rendered stereo from an output ring (and plays
 silence, counted as an underrun, when nothing is ready). Rendering happens on a worker thread.
@@ -13,15 +16,19 @@ import contextlib
 import json
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from livesense.audio.io import WavWriter
+from livesense.audio.geometry import Pose
 from livesense.buffers.audio_ring import AudioRing, OverflowPolicy, RingError
 from livesense.streaming.devices import DeviceError, import_sounddevice
+from livesense.streaming.frames import AudioChunk, PoseUpdate
+from livesense.streaming.pipeline import StreamPipeline, WavSink
 from livesense.streaming.processor import StreamProcessor
 
 
@@ -108,8 +115,9 @@ class LiveAudioSession:
         self._worker_done = threading.Event()
         self._out_started = False
         self._scratch = np.zeros((2, 8192), np.float32)  # (2, n) output callback scratch
-        self._lock = threading.Lock()  # guards renderer pose changes vs rendering
         self._error: BaseException | None = None
+        self._controls: deque[PoseUpdate] = deque()  # pose updates for the render loop
+        self._position = 0  # input samples handed to the renderer
         # Timing marks for the measured latency: (input sample position, its ADC time).
         self._marks = np.zeros((256, 2), np.float64)
         self._n_marks = 0
@@ -170,58 +178,54 @@ class LiveAudioSession:
         self._stop.set()
         self.in_ring.close()
 
-    def with_renderer(self, fn: Any) -> None:
-        """Run ``fn(renderer)`` between two blocks (e.g. a pose change from a key press)."""
-        with self._lock:
-            fn(self.renderer)
+    def update_pose(self, speaker: Pose | None = None, listener: Pose | None = None) -> None:
+        """Move the speaker and/or listener from the next rendered block on (thread-safe: a
+        control frame that the render loop applies between blocks)."""
+
+        def seven(p: Pose | None) -> tuple[float, ...] | None:
+            return None if p is None else (*p.position, *p.orientation)
+
+        self._controls.append(PoseUpdate(self._position, seven(speaker), seven(listener)))
 
     @property
     def position(self) -> int:
-        """Input samples rendered so far (the stream time of the next block)."""
-        return self.stats.rendered_samples
+        """Input samples handed to the renderer so far (the stream time of the next block)."""
+        return self._position
 
-    # -- worker -------------------------------------------------------------------------------
+    # -- worker: the shared stream pipeline between a capture source and device sinks ---------
 
-    def _work(self, wav: WavWriter | None) -> None:
+    def _frames(self) -> Iterator[AudioChunk | PoseUpdate]:
+        """The capture ring as a frame source: blocks of ``render_block`` samples with pts,
+        pose updates in between; ends at the duration limit or on stop."""
         cfg = self.config
-        times: list[float] = []
+        while not self._stop.is_set():
+            while self._controls:
+                yield self._controls.popleft()
+            want = cfg.render_block or cfg.block
+            if self._limit is not None:
+                want = min(want, self._limit - self._position)
+                if want <= 0:
+                    self.stop("duration reached")
+                    return
+            x = self.in_ring.read_blocking(want, timeout=0.2)  # (1, k)
+            if x.shape[1] == 0:
+                continue
+            yield AudioChunk(x, self._position, cfg.sample_rate)
+            self._position += x.shape[1]
+
+    def _work(self, sinks: list) -> None:
         try:
-            while not self._stop.is_set():
-                want = cfg.render_block or cfg.block
-                if self._limit is not None:
-                    want = min(want, self._limit - self.stats.rendered_samples)
-                    if want <= 0:
-                        self.stop("duration reached")
-                        break
-                x = self.in_ring.read_blocking(want, timeout=0.2)  # (1, k)
-                if x.shape[1] == 0:
-                    continue
-                t0 = time.perf_counter()
-                with self._lock:
-                    y = self.renderer.step(x)
-                times.append(time.perf_counter() - t0)
-                if y is None or y.shape[-1] == 0:
-                    continue
-                y = np.asarray(y, dtype=np.float32)
-                if not self._out_started and cfg.output:
-                    self.out_ring.write(np.zeros((2, cfg.prefill), np.float32))
-                if cfg.output:
-                    self.out_ring.write(y)
-                    self._out_started = True
-                if wav is not None:
-                    wav.write(y)
-                self.stats.rendered_samples += x.shape[1]
-                self.stats.blocks += 1
+            st = StreamPipeline(self.renderer, self.config.sample_rate).run(self._frames(), sinks)
+            self.stats.rendered_samples = st.samples_in
+            self.stats.blocks = st.chunks
+            self.stats.render_ms_p50 = st.chunk_ms_p50
+            self.stats.render_ms_p99 = st.chunk_ms_p99
+            self.stats.rtf = st.rtf
+            self.stats.outputs.extend(st.outputs)
         except BaseException as exc:  # reported by run()
             self._error = exc
             self.stop("error")
         finally:
-            if times:
-                ms = np.asarray(times) * 1000.0
-                self.stats.render_ms_p50 = float(np.percentile(ms, 50))
-                self.stats.render_ms_p99 = float(np.percentile(ms, 99))
-                audio_s = self.stats.rendered_samples / cfg.sample_rate
-                self.stats.rtf = float(np.sum(times)) / audio_s if audio_s else 0.0
             self._worker_done.set()
 
     def run(self, poll: Any = None) -> LiveAudioStats:
@@ -230,14 +234,14 @@ class LiveAudioSession:
         are flushed and closed in every case."""
         sd = import_sounddevice()
         cfg = self.config
-        wav = None
+        sinks: list = [_DeviceSink(self)] if cfg.output else []
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
-            wav = WavWriter(self.record_dir / "binaural.wav", cfg.sample_rate, 2)
+            sinks.append(WavSink(self.record_dir / "binaural.wav", cfg.sample_rate))
             (self.record_dir / "transcript.jsonl").touch()
         streams: list[Any] = []
         t_start = time.monotonic()
-        worker = threading.Thread(target=self._work, args=(wav,), name="livesense-render")
+        worker = threading.Thread(target=self._work, args=(sinks,), name="livesense-render")
         try:
             try:
                 streams.append(
@@ -288,12 +292,12 @@ class LiveAudioSession:
                     s.close()
                 except Exception:
                     pass
-            self._finish(wav, t_start)
+            self._finish(t_start)
         if self._error is not None:
             raise self._error
         return self.stats
 
-    def _finish(self, wav: WavWriter | None, t_start: float) -> None:
+    def _finish(self, t_start: float) -> None:
         cfg, st = self.config, self.stats
         st.wall_seconds = time.monotonic() - t_start
         ins = self.in_ring.stats()
@@ -313,9 +317,27 @@ class LiveAudioSession:
             st.measured_latency_ms_p50 = float(np.percentile(lat, 50))
             st.measured_latency_ms_p99 = float(np.percentile(lat, 99))
         if self.record_dir is not None:
-            if wav is not None:
-                wav.close()
-                st.outputs.append(str(self.record_dir / "binaural.wav"))
             st.outputs.append(str(self.record_dir / "transcript.jsonl"))
             st.outputs.append(str(self.record_dir / "stats.json"))
             st.save(self.record_dir / "stats.json")
+
+
+class _DeviceSink:
+    """The headphone ring as a pipeline sink: queues ``prefill`` samples of silence before
+    the first block, then the rendered audio."""
+
+    def __init__(self, session: LiveAudioSession):
+        self.session = session
+
+    def write_audio(self, audio: np.ndarray) -> None:
+        s = self.session
+        if not s._out_started:
+            s.out_ring.write(np.zeros((2, s.config.prefill), np.float32))
+        s.out_ring.write(audio)
+        s._out_started = True
+
+    def write_video(self, frame: object) -> None:
+        pass
+
+    def close(self) -> list[str]:
+        return []
