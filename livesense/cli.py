@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -419,6 +419,24 @@ def _build_renderer(args: argparse.Namespace, sample_rate: int):
     return renderer, speaker, listener
 
 
+def _stop_on_sigint(stop: threading.Event, wake: Callable[[], None]) -> Callable[[], None]:
+    """The first Ctrl-C asks the pipeline to stop between two chunks (so every output stays
+    consistent); a second one interrupts at once. Returns a function restoring the handler."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        wake()
+
+    old = signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, old)
+
+
 def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool):
     """Load the VLM and questions chosen by --vlm/--questions (clear errors if they fail)."""
     from livesense.models.vlm import load_vlm
@@ -468,13 +486,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     tap = _reasoner_tap(args, out_dir, realtime=cfg.realtime) if args.vlm != "none" else None
     if tap is not None and video is None:
         raise ConfigError(f"{args.file}: no video stream for --vlm to watch")
+    stop = threading.Event()
     run = dict(
         input_name=args.file,
         realtime=cfg.realtime,
         max_lag=lambda: source.pacer.max_lag,
         on_frame=tap.on_frame if tap is not None else None,
+        stop=stop.is_set,
     )
     stats = None
+    restore = _stop_on_sigint(stop, source.pacer.cancel)
     try:
         if args.quiet:
             stats = pipeline.run(source, **run)
@@ -486,6 +507,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                     source, on_progress=lambda t: bar.update(task, completed=t), **run
                 )
     finally:
+        restore()
         source.close()
         if tap is not None:
             done = tap.finish(interrupted=stats is None or stats.interrupted)

@@ -145,9 +145,11 @@ class StreamPipeline:
         stats: ReplayStats | None = None,
         on_progress: Callable[[float], None] | None = None,
         on_frame: Callable[[AudioChunk | VideoFrame], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> ReplayStats:
-        """Process ``frames`` until they end or Ctrl-C; ``on_frame`` sees every media frame
-        first (the video reasoner's tap). The processor is flushed and the sinks closed in all
+        """Process ``frames`` until they end, ``stop()`` turns true (checked between frames,
+        so no chunk is half-written) or Ctrl-C; ``on_frame`` sees every media frame first
+        (the video reasoner's tap). The processor is flushed and the sinks closed in all
         cases; their files are listed in ``stats.outputs``."""
         stats = stats if stats is not None else ReplayStats(sample_rate=self.sample_rate)
         proc = self.processor
@@ -169,6 +171,9 @@ class StreamPipeline:
 
         try:
             for frame in frames:
+                if stop is not None and stop():
+                    stats.interrupted = True
+                    break
                 if isinstance(frame, PoseUpdate):
                     if frame.speaker is not None:
                         proc.set_speaker_pose(_pose(frame.speaker), at_sample=frame.pts)  # type: ignore[attr-defined]
@@ -242,8 +247,9 @@ class ReplayPipeline:
         on_progress: Callable[[float], None] | None = None,
         max_lag: Callable[[], float] | None = None,
         on_frame: Callable[[AudioChunk | VideoFrame], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> ReplayStats:
-        """Process ``frames`` until they end or Ctrl-C and write the outputs."""
+        """Process ``frames`` until they end, ``stop()`` or Ctrl-C and write the outputs."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stats = ReplayStats(input=input_name, sample_rate=self.sample_rate, realtime=realtime)
         sinks: list[Sink] = [
@@ -252,7 +258,7 @@ class ReplayPipeline:
         ]
         try:
             StreamPipeline(self.processor, self.sample_rate).run(
-                frames, sinks, stats=stats, on_progress=on_progress, on_frame=on_frame
+                frames, sinks, stats=stats, on_progress=on_progress, on_frame=on_frame, stop=stop
             )
         finally:
             if max_lag is not None:
