@@ -35,6 +35,7 @@ examples:
   livesense webcam --camera lavfi:testsrc2 --vlm tiny
   livesense serve --port 8765                     # then open the printed URL
   livesense client clip.mp4 --url ws://127.0.0.1:8765/v1/session --token T --out out/
+  livesense synth-binaural --out data/ --sequences 100 --seconds 10 --split all
 
 Run `livesense COMMAND --help` for the options of one command.
 """
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve = add_serve_parser(sub)
     _add_neural_options(p_serve.add_argument_group("neural renderer"))
     add_client_parser(sub)
+    from livesense.audio.synth import add_synth_parser
+
+    add_synth_parser(sub)
     return parser
 
 
@@ -833,6 +837,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return cmd_serve(args)
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from livesense.audio.synth import cmd_synth
+
+    return cmd_synth(args)
+
+
 def _cmd_client(args: argparse.Namespace) -> int:
     from livesense.client import cmd_client
 
@@ -846,6 +856,7 @@ COMMANDS = {
     "webcam": _cmd_webcam,
     "serve": _cmd_serve,
     "client": _cmd_client,
+    "synth-binaural": _cmd_synth,
 }
 
 
