@@ -36,6 +36,8 @@ examples:
   livesense serve --port 8765                     # then open the printed URL
   livesense client clip.mp4 --url ws://127.0.0.1:8765/v1/session --token T --out out/
   livesense synth-binaural --out data/ --sequences 100 --seconds 10 --split all
+  livesense train-binaural --data data/ --preset small --steps 20000 --out ckpt/
+  livesense eval-binaural --data data/ --checkpoint ckpt/best --json eval.json
 
 Run `livesense COMMAND --help` for the options of one command.
 """
@@ -176,9 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve = add_serve_parser(sub)
     _add_neural_options(p_serve.add_argument_group("neural renderer"))
     add_client_parser(sub)
+    from livesense.audio.evaluate import add_eval_parser
     from livesense.audio.synth import add_synth_parser
+    from livesense.models.binaural.training import add_train_parser
 
     add_synth_parser(sub)
+    add_train_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -843,6 +849,18 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return cmd_synth(args)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from livesense.models.binaural.training import cmd_train
+
+    return cmd_train(args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from livesense.audio.evaluate import cmd_eval
+
+    return cmd_eval(args)
+
+
 def _cmd_client(args: argparse.Namespace) -> int:
     from livesense.client import cmd_client
 
@@ -857,6 +875,8 @@ COMMANDS = {
     "serve": _cmd_serve,
     "client": _cmd_client,
     "synth-binaural": _cmd_synth,
+    "train-binaural": _cmd_train,
+    "eval-binaural": _cmd_eval,
 }
 
 

@@ -1,0 +1,244 @@
+"""Evaluate binaural renderers on a dataset (``livesense eval-binaural``).
+
+Every sequence of ``DIR/test`` (or ``DIR`` when it has no ``test/``) is rendered from its mono
+with the neural renderer as deployed (streaming :class:`NeuralBinauralRenderer` on the
+sequence's speaker and listener trajectories; ``rx_positions.txt`` moves the listener) and with
+the DSP baseline (:class:`DspBinauralRenderer`: direct-path HRTF, no room). The metrics of
+:mod:`livesense.audio.metrics` against ``binaural.wav`` are averaged weighted by length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from livesense.audio.dataset import BinauralDataset, read_wav_segment
+from livesense.audio.dsp_renderer import DspBinauralRenderer
+from livesense.audio.hrtf import HrirSet, load_hrirs
+from livesense.audio.metrics import METRIC_KEYS, average_weighted, evaluate_pair
+from livesense.errors import ConfigError, LivesenseError
+
+__all__ = [
+    "EvalResult",
+    "add_eval_parser",
+    "cmd_eval",
+    "evaluate_dataset",
+    "find_test_dir",
+    "format_table",
+]
+
+SAMPLE_RATE = 48000
+
+
+@dataclass
+class EvalResult:
+    """Length-weighted metrics (``neural`` None without a checkpoint) and per-sequence rows."""
+
+    neural: dict[str, float] | None
+    dsp: dict[str, float]
+    sequences: int
+    seconds: float
+    per_sequence: list[dict[str, Any]] = field(default_factory=list)
+    data: str = ""
+    checkpoint: str | None = None
+    nfe: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "neural": self.neural,
+            "dsp": self.dsp,
+            "sequences": self.sequences,
+            "seconds": self.seconds,
+            "data": self.data,
+            "checkpoint": self.checkpoint,
+            "nfe": self.nfe,
+            "per_sequence": self.per_sequence,
+        }
+
+
+def find_test_dir(data: str | Path) -> Path:
+    """``DIR/test`` if it exists, else ``DIR``; a clear error when ``DIR`` is missing."""
+    root = Path(data)
+    if not root.exists():
+        raise LivesenseError(f"--data {root}: folder not found")
+    if not root.is_dir():
+        raise LivesenseError(f"--data {root}: not a folder")
+    return root / "test" if (root / "test").is_dir() else root
+
+
+def _to_numpy(y: Any) -> np.ndarray:
+    if isinstance(y, torch.Tensor):
+        return y.detach().cpu().numpy().astype(np.float64)
+    return np.asarray(y, dtype=np.float64)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *a: object, **k: object) -> int:
+        return 0
+
+    def advance(self, *a: object) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
+def evaluate_dataset(
+    data: str | Path,
+    checkpoint: str | Path | None = None,
+    nfe: int | None = None,
+    max_seconds: float | None = None,
+    hrirs: HrirSet | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Render and score every test sequence (module docstring).
+
+    ``max_seconds``: only the first ``max_seconds`` of each sequence are rendered and scored."""
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ConfigError(f"--max-seconds must be positive, got {max_seconds}")
+    if nfe is not None and nfe <= 0:
+        raise ConfigError(f"--nfe must be positive, got {nfe}")
+    root = find_test_dir(data)
+    model = None
+    if checkpoint is not None:
+        from livesense.models.binaural.checkpoint import load_checkpoint
+
+        if not Path(checkpoint).exists():
+            raise LivesenseError(f"--checkpoint {checkpoint}: not found")
+        model, mcfg = load_checkpoint(checkpoint)
+        if mcfg.sample_rate != SAMPLE_RATE:
+            raise ConfigError(f"checkpoint sample rate {mcfg.sample_rate} Hz is not 48000 Hz")
+    ds = BinauralDataset(root, None, SAMPLE_RATE, random_crop=False)
+    hr = hrirs if hrirs is not None else load_hrirs(None, SAMPLE_RATE)
+    neural_rows: list[tuple[dict[str, float], int]] = []
+    dsp_rows: list[tuple[dict[str, float], int]] = []
+    per_seq: list[dict[str, Any]] = []
+    limit = None if max_seconds is None else max(1, int(round(max_seconds * SAMPLE_RATE)))
+    with _progress(progress) as bar:
+        task = bar.add_task("eval-binaural", total=len(ds.sequences))
+        for i, info in enumerate(ds.sequences):
+            n = info.n_samples if limit is None else min(info.n_samples, limit)
+            mono = read_wav_segment(info.path / "mono.wav", 0, n)  # (1, n)
+            target = read_wav_segment(info.path / "binaural.wav", 0, n).astype(np.float64)
+            tx, rx = ds.trajectories(i)
+            row: dict[str, Any] = {"sequence": info.name, "samples": n}
+            if model is not None:
+                pred = render_neural(model, mono, tx, rx, nfe)
+                m = evaluate_pair(pred, target, SAMPLE_RATE)
+                neural_rows.append((m, n))
+                row["neural"] = m
+            dsp = _to_numpy(DspBinauralRenderer(tx, rx, hrirs=hr).process(mono))
+            m = evaluate_pair(dsp, target, SAMPLE_RATE)
+            dsp_rows.append((m, n))
+            row["dsp"] = m
+            per_seq.append(row)
+            bar.advance(task)
+    total = sum(n for _, n in dsp_rows)
+    return EvalResult(
+        neural=average_weighted(neural_rows) if neural_rows else None,
+        dsp=average_weighted(dsp_rows),
+        sequences=len(dsp_rows),
+        seconds=total / SAMPLE_RATE,
+        per_sequence=per_seq,
+        data=str(root),
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        nfe=None if model is None else (nfe if nfe is not None else model.config.nfe),
+    )
+
+
+def render_neural(
+    model: Any, mono: np.ndarray, speaker: Any, listener: Any, nfe: int | None = None
+) -> np.ndarray:
+    """The deployed streaming render of mono ``(1, n)`` -> ``(2, n)`` float64."""
+    from livesense.models.binaural.renderer import NeuralBinauralRenderer
+
+    r = NeuralBinauralRenderer(model, speaker=speaker, listener=listener, nfe=nfe)
+    with torch.inference_mode():
+        return _to_numpy(r.process(mono))
+
+
+def format_table(res: EvalResult) -> Any:
+    """A rich table: one row per metric, columns neural / DSP."""
+    from rich.table import Table
+
+    t = Table(title=f"{res.sequences} sequences, {res.seconds:.1f} s ({res.data})")
+    t.add_column("metric")
+    t.add_column("neural" if res.neural is not None else "neural (no checkpoint)", justify="right")
+    t.add_column("DSP (direct HRTF)", justify="right")
+    for k in METRIC_KEYS:
+        nv = "-" if res.neural is None else f"{res.neural[k]:.6g}"
+        t.add_row(k, nv, f"{res.dsp[k]:.6g}")
+    return t
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``eval-binaural`` to the livesense sub-commands; run it with :func:`cmd_eval`."""
+    p = subparsers.add_parser(
+        "eval-binaural",
+        help="evaluate the neural and DSP binaural renderers on a dataset",
+        description=(
+            "Render every sequence of DIR/test (or DIR) with the streaming neural renderer "
+            "(--checkpoint) and the DSP baseline, and report L2, amplitude, phase, MRSTFT, ILD "
+            "and IPD errors against binaural.wav, averaged weighted by length."
+        ),
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
+    p.add_argument("--checkpoint", metavar="CKPT", help="BinauralFlow checkpoint (else DSP only)")
+    p.add_argument("--nfe", type=int, default=None, metavar="N", help="network evaluations")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="score only the first S seconds of each sequence")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``eval-binaural``; LivesenseErrors propagate (the CLI prints them on one line)."""
+    from rich.console import Console
+
+    if args.checkpoint is None:
+        print("no --checkpoint: evaluating the DSP renderer only", file=sys.stderr)
+    res = evaluate_dataset(
+        args.data,
+        checkpoint=args.checkpoint,
+        nfe=args.nfe,
+        max_seconds=args.max_seconds,
+        progress=not getattr(args, "no_progress", False) and sys.stderr.isatty(),
+    )
+    Console().print(format_table(res))
+    if args.json:
+        out = Path(args.json)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res.to_json(), indent=2) + "\n")
+        except OSError as e:
+            raise LivesenseError(f"--json {out}: cannot write: {e}") from None
+        print(f"wrote {out}", file=sys.stderr)
+    return 0

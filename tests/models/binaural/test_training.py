@@ -1,0 +1,195 @@
+"""train-binaural on tiny hand-made sequences: checkpoints, loss history, resume, Ctrl-C, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from livesense.audio.geometry import yaw_quaternion
+from livesense.audio.io import write_wav
+from livesense.errors import LivesenseError
+from livesense.models.binaural.checkpoint import load_checkpoint
+from livesense.models.binaural.training import (
+    OPTIMIZER_NAME,
+    TrainConfig,
+    add_train_parser,
+    cmd_train,
+    find_splits,
+    make_batch,
+    train,
+)
+
+SR = 48000
+
+
+def make_sequence(folder: Path, seed: int, seconds: float = 0.5, rx: bool = False) -> None:
+    """A sequence whose binaural is a fixed gain/delay of the mono (learnable)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    mono = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same") * 0.2
+    left = 0.8 * np.concatenate([np.zeros(3), mono[:-3]])
+    right = 0.4 * np.concatenate([np.zeros(12), mono[:-12]])
+    write_wav(folder / "mono.wav", mono[None], SR, float32=True)
+    write_wav(folder / "binaural.wav", np.stack([left, right]), SR, float32=True)
+    rows = n // 400 + 2
+    i = np.arange(rows)
+    pos = np.stack([np.full(rows, 1.5), 0.002 * i, np.zeros(rows)], -1)
+    np.savetxt(
+        folder / "tx_positions.txt", np.concatenate([pos, yaw_quaternion(180.0 + 0 * i)], -1)
+    )
+    if rx:
+        np.savetxt(
+            folder / "rx_positions.txt",
+            np.concatenate([np.zeros((rows, 3)), yaw_quaternion(0.2 * i)], -1),
+        )
+
+
+def make_dataset(root: Path) -> Path:
+    """root/{train,val,test} with 3 / 1 / 2 sequences."""
+    for split, count in (("train", 3), ("val", 1), ("test", 2)):
+        for k in range(count):
+            make_sequence(root / split / f"seq_{k}", 10 * len(split) + k, rx=k == 1)
+    return root
+
+
+def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(
+        data=data,
+        out=out,
+        steps=30,
+        preset="tiny",
+        batch=2,
+        segment_seconds=0.05,
+        lr=3e-3,
+        val_every=15,
+        save_every=20,
+        val_crops=4,
+        log_every=5,
+        progress=False,
+        threads=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    root = tmp_path_factory.mktemp("bin")
+    data = make_dataset(root / "data")
+    out = root / "ckpt"
+    res = train(_cfg(data, out))
+    return data, out, res
+
+
+def test_checkpoint_files_history_and_loss_decrease(trained: tuple[Path, Path, object]) -> None:
+    data, out, res = trained
+    for f in ("model.safetensors", "config.json", OPTIMIZER_NAME):
+        assert (out / f).is_file(), f
+    assert (out / "best" / "model.safetensors").is_file()
+    extra = json.loads((out / "config.json").read_text())["extra"]
+    assert extra["step"] == 30 and res.step == 30  # type: ignore[attr-defined]
+    assert [s for s, _ in extra["train_loss"]] == [5, 10, 15, 20, 25, 30]
+    assert [s for s, _ in extra["val_loss"]] == [0, 15, 30]
+    assert extra["data"] == str(data.resolve()) and extra["elapsed_s"] > 0
+    assert extra["preset"] == "tiny"
+    vals = [v for _, v in extra["val_loss"]]
+    assert all(np.isfinite(vals))
+    assert vals[-1] < vals[0]  # fixed crops + fixed noise: comparable
+    losses = res.losses  # type: ignore[attr-defined]
+    assert np.mean(losses[:5]) > np.mean(losses[-5:])
+    model, cfg = load_checkpoint(out)
+    assert cfg.name == "tiny"
+    assert extra["best_val"]["loss"] == min(vals)
+    assert torch.load(out / OPTIMIZER_NAME, weights_only=True)["step"] == 30
+
+
+def test_resume_continues_step_and_history(
+    trained: tuple[Path, Path, object], tmp_path: Path
+) -> None:
+    data, out, _ = trained
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "config.json").read_text())["extra"]
+    res = train(_cfg(data, copy, steps=40, resume=True, preset=None))
+    assert res.step == 40 and len(res.losses) == 10
+    extra = json.loads((copy / "config.json").read_text())["extra"]
+    assert extra["step"] == 40
+    assert extra["train_loss"][: len(before["train_loss"])] == before["train_loss"]
+    assert [s for s, _ in extra["train_loss"]][-2:] == [35, 40]
+    assert [s for s, _ in extra["val_loss"]] == [0, 15, 30, 40]
+    assert extra["elapsed_s"] > before["elapsed_s"]
+    # nothing left to do
+    again = train(_cfg(data, copy, steps=40, resume=True, preset=None))
+    assert again.step == 40 and again.losses == []
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
+    data = tmp_path / "flat"
+    make_sequence(data / "a", 1)  # no train/ folder: trains on DIR, no validation
+
+    def interrupt(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "ckpt"
+    res = train(_cfg(data, out, steps=100), on_step=interrupt)
+    assert res.interrupted and res.step == 3 and res.val_history == []
+    assert any("validation skipped" in n for n in res.notes)
+    extra = json.loads((out / "config.json").read_text())["extra"]
+    assert extra["step"] == 3 and (out / OPTIMIZER_NAME).is_file()
+    assert not (out / "best").exists()
+
+
+def test_batch_poses_follow_the_frames(trained: tuple[Path, Path, object]) -> None:
+    from livesense.audio.dataset import BinauralDataset
+
+    data, _, _ = trained
+    ds = BinauralDataset(data / "val", 1280, random_crop=False)
+    b = make_batch(ds, [0, 1], load_checkpoint(trained[1])[1])
+    assert b.mono.shape == (2, 1280) and b.binaural.shape == (2, 2, 1280)
+    assert b.poses.shape == (2, 14, 10)
+    # speaker y grows 0.002 per 400 samples; frame 0 of item 1 is at sample 1280 + 127
+    assert b.poses[1, 1, 0].item() == pytest.approx(0.002 * 1407 / 400, abs=1e-6)
+    assert torch.allclose(b.poses[:, 7:10], torch.zeros(2, 3, 10))
+
+
+def _args(**kw: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command"))
+    argv = ["train-binaural"]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return parser.parse_args(argv)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(LivesenseError, match="folder not found"):
+        cmd_train(_args(data=tmp_path / "nope", out=tmp_path / "c", steps=1, preset="tiny"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LivesenseError, match="holds no sequences"):
+        cmd_train(_args(data=tmp_path / "empty", out=tmp_path / "c", steps=1, preset="tiny"))
+    make_sequence(tmp_path / "d" / "a", 2)
+    with pytest.raises(LivesenseError, match="--resume: no checkpoint"):
+        cmd_train(_args(data=tmp_path / "d", out=tmp_path / "c", steps=1, resume=True))
+    with pytest.raises(LivesenseError, match="--steps must be positive"):
+        cmd_train(_args(data=tmp_path / "d", out=tmp_path / "c", steps=0))
+    train_dir, val_dir, note = find_splits(tmp_path / "d")
+    assert train_dir == tmp_path / "d" and val_dir is None and note and "no train/" in note
+
+
+def test_cli_trains_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    make_sequence(tmp_path / "d" / "train" / "a", 3)
+    args = dict(data=tmp_path / "d", out=tmp_path / "c", steps=2, preset="tiny", batch=1,
+                segment_seconds=0.03, threads=1)  # fmt: skip
+    assert cmd_train(_args(**args)) == 0
+    assert "checkpoint in" in capsys.readouterr().out
+    with pytest.raises(LivesenseError, match="already holds a checkpoint"):
+        cmd_train(_args(**args))
