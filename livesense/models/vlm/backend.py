@@ -241,10 +241,6 @@ class VlmBackend(ABC):
         y, n = p[self.tokenize("Yes")[0]], p[self.tokenize("No")[0]]
         return float(y / (y + n + 1e-12))
 
-    def full_logits(self, chunks: Sequence[Chunk]) -> torch.Tensor:
-        """Reference: the model's own full-sequence forward over ``chunks`` (tests)."""
-        raise NotImplementedError
-
 
 _TINY_WARNING = (
     "*** livesense: using a TINY RANDOM VLM ({arch}) — its notes and answers are meaningless "
