@@ -25,6 +25,7 @@ from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.hrtf import HrirSet, load_hrirs
 from livesense.audio.metrics import METRIC_KEYS, average_weighted, evaluate_pair
 from livesense.errors import ConfigError, LivesenseError
+from livesense.progress import count_progress
 
 __all__ = [
     "EvalResult",
@@ -81,35 +82,6 @@ def _to_numpy(y: Any) -> np.ndarray:
     return np.asarray(y, dtype=np.float64)
 
 
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *a: object, **k: object) -> int:
-        return 0
-
-    def advance(self, *a: object) -> None:
-        return None
-
-
-def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
-
-
 def evaluate_dataset(
     data: str | Path,
     checkpoint: str | Path | None = None,
@@ -141,7 +113,7 @@ def evaluate_dataset(
     dsp_rows: list[tuple[dict[str, float], int]] = []
     per_seq: list[dict[str, Any]] = []
     limit = None if max_seconds is None else max(1, int(round(max_seconds * SAMPLE_RATE)))
-    with _progress(progress) as bar:
+    with count_progress(progress) as bar:
         task = bar.add_task("eval-binaural", total=len(ds.sequences))
         for i, info in enumerate(ds.sequences):
             n = info.n_samples if limit is None else min(info.n_samples, limit)

@@ -48,6 +48,7 @@ from livesense.audio.hrtf import HrirSet, load_hrirs
 from livesense.audio.io import read_audio, write_wav
 from livesense.audio.room import RoomConfig, render_room
 from livesense.errors import ConfigError, LivesenseError, MediaError
+from livesense.progress import count_progress
 
 __all__ = [
     "POSE_RATE",
@@ -331,7 +332,7 @@ def generate_dataset(
     n = int(round(seconds * SAMPLE_RATE))
     rows = -(-n // (SAMPLE_RATE // POSE_RATE)) + 1  # covers the last sample
     manifest: dict[str, object] = {"seed": seed, "seconds": seconds, "room": room, "splits": {}}
-    with tempfile.TemporaryDirectory() as tmp, _progress(progress) as bar:
+    with tempfile.TemporaryDirectory() as tmp, count_progress(progress) as bar:
         task = bar.add_task("synth-binaural", total=sum(counts.values()))
         for split_name, count in counts.items():
             split_id = SPLITS.index(split_name)
@@ -393,35 +394,6 @@ def _one_sequence(
         "rt60_eyring_s": room.rt60(),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *a: object, **k: object) -> int:
-        return 0
-
-    def advance(self, *a: object) -> None:
-        return None
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
 
 
 # ----------------------------------------------------------------------------- CLI
