@@ -130,3 +130,42 @@ def pulse(tmp_path: Path):
     player.kill()
     proc.terminate()
     proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- binaural data
+
+
+def _write_fake_sequence(
+    folder: Path, seed: int, seconds: float = 0.5, rx: bool = False, speaker_yaw: float = 0.0
+) -> None:
+    """A Richard et al. sequence whose binaural is a fixed gain/delay of the mono (learnable):
+    left 0.8 x mono delayed 3 samples, right 0.4 x delayed 12; speaker 1.5 m ahead drifting
+    right; with ``rx`` a slowly turning listener."""
+    from livesense.audio.geometry import yaw_quaternion
+    from livesense.audio.io import write_wav
+
+    sr = 48000
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    mono = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same") * 0.2
+    left = 0.8 * np.concatenate([np.zeros(3), mono[:-3]])
+    right = 0.4 * np.concatenate([np.zeros(12), mono[:-12]])
+    write_wav(folder / "mono.wav", mono[None], sr, float32=True)
+    write_wav(folder / "binaural.wav", np.stack([left, right]), sr, float32=True)
+    rows = n // 400 + 2
+    i = np.arange(rows)
+    pos = np.stack([np.full(rows, 1.5), 0.002 * i, np.zeros(rows)], -1)
+    quat = yaw_quaternion(speaker_yaw + 0 * i)
+    np.savetxt(folder / "tx_positions.txt", np.concatenate([pos, quat], -1))
+    if rx:
+        np.savetxt(
+            folder / "rx_positions.txt",
+            np.concatenate([np.zeros((rows, 3)), yaw_quaternion(0.2 * i)], -1),
+        )
+
+
+@pytest.fixture(scope="session")
+def fake_sequence() -> Callable[..., None]:
+    """``fake_sequence(folder, seed, seconds=0.5, rx=False, speaker_yaw=0.0)`` writes one."""
+    return _write_fake_sequence

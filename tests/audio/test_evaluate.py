@@ -12,8 +12,6 @@ import pytest
 
 from livesense.audio.dataset import BinauralDataset, read_wav_segment
 from livesense.audio.evaluate import add_eval_parser, cmd_eval, evaluate_dataset, render_neural
-from livesense.audio.geometry import yaw_quaternion
-from livesense.audio.io import write_wav
 from livesense.audio.metrics import METRIC_KEYS, evaluate_pair
 from livesense.errors import LivesenseError
 from livesense.models.binaural.checkpoint import load_checkpoint, save_checkpoint
@@ -22,28 +20,7 @@ from livesense.models.binaural.renderer import random_model
 SR = 48000
 
 
-def make_sequence(folder: Path, seed: int, seconds: float = 0.5, rx: bool = False) -> None:
-    """A sequence whose binaural is a fixed gain/delay of the mono; speaker behind-left."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    mono = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same") * 0.2
-    left = 0.8 * np.concatenate([np.zeros(3), mono[:-3]])
-    right = 0.4 * np.concatenate([np.zeros(12), mono[:-12]])
-    write_wav(folder / "mono.wav", mono[None], SR, float32=True)
-    write_wav(folder / "binaural.wav", np.stack([left, right]), SR, float32=True)
-    rows = n // 400 + 2
-    i = np.arange(rows)
-    pos = np.stack([np.full(rows, 1.5), 0.002 * i, np.zeros(rows)], -1)
-    np.savetxt(folder / "tx_positions.txt", np.concatenate([pos, yaw_quaternion(0 * i)], -1))
-    if rx:
-        np.savetxt(
-            folder / "rx_positions.txt",
-            np.concatenate([np.zeros((rows, 3)), yaw_quaternion(0.2 * i)], -1),
-        )
-
-
-def make_dataset(root: Path) -> Path:
+def make_dataset(root: Path, make_sequence) -> Path:
     """root/test with 2 sequences x 0.5 s (the second with a moving listener)."""
     for k in range(2):
         make_sequence(root / "test" / f"seq_{k}", 40 + k, rx=k == 1)
@@ -51,9 +28,11 @@ def make_dataset(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def setup(tmp_path_factory: pytest.TempPathFactory, fake_sequence) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("eval")
-    data = make_dataset(root / "data")  # test/: 2 sequences x 0.5 s, one with a moving listener
+    data = make_dataset(
+        root / "data", fake_sequence
+    )  # test/: 2 sequences x 0.5 s, one with a moving listener
     ckpt = save_checkpoint(root / "ckpt", random_model("tiny", 3))
     return data, ckpt
 
@@ -116,8 +95,8 @@ def test_metrics_match_a_direct_render(setup: tuple[Path, Path]) -> None:
         assert res.neural is not None and res.neural[k] == pytest.approx(want, rel=1e-6)
 
 
-def test_flat_folder_is_used_when_there_is_no_test_split(tmp_path: Path) -> None:
-    make_sequence(tmp_path / "flat" / "only", 5, seconds=0.2)
+def test_flat_folder_is_used_when_there_is_no_test_split(tmp_path: Path, fake_sequence) -> None:
+    fake_sequence(tmp_path / "flat" / "only", 5, seconds=0.2)
     res = evaluate_dataset(tmp_path / "flat")
     assert res.sequences == 1 and res.seconds == pytest.approx(0.2) and res.neural is None
 

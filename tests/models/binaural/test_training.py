@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from livesense.audio.geometry import yaw_quaternion
-from livesense.audio.io import write_wav
 from livesense.errors import LivesenseError
 from livesense.models.binaural.checkpoint import load_checkpoint
 from livesense.models.binaural.training import (
@@ -27,34 +25,11 @@ from livesense.models.binaural.training import (
 SR = 48000
 
 
-def make_sequence(folder: Path, seed: int, seconds: float = 0.5, rx: bool = False) -> None:
-    """A sequence whose binaural is a fixed gain/delay of the mono (learnable)."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    mono = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same") * 0.2
-    left = 0.8 * np.concatenate([np.zeros(3), mono[:-3]])
-    right = 0.4 * np.concatenate([np.zeros(12), mono[:-12]])
-    write_wav(folder / "mono.wav", mono[None], SR, float32=True)
-    write_wav(folder / "binaural.wav", np.stack([left, right]), SR, float32=True)
-    rows = n // 400 + 2
-    i = np.arange(rows)
-    pos = np.stack([np.full(rows, 1.5), 0.002 * i, np.zeros(rows)], -1)
-    np.savetxt(
-        folder / "tx_positions.txt", np.concatenate([pos, yaw_quaternion(180.0 + 0 * i)], -1)
-    )
-    if rx:
-        np.savetxt(
-            folder / "rx_positions.txt",
-            np.concatenate([np.zeros((rows, 3)), yaw_quaternion(0.2 * i)], -1),
-        )
-
-
-def make_dataset(root: Path) -> Path:
+def make_dataset(root: Path, write) -> Path:
     """root/{train,val,test} with 3 / 1 / 2 sequences."""
     for split, count in (("train", 3), ("val", 1), ("test", 2)):
         for k in range(count):
-            make_sequence(root / split / f"seq_{k}", 10 * len(split) + k, rx=k == 1)
+            write(root / split / f"seq_{k}", 10 * len(split) + k, rx=k == 1, speaker_yaw=180.0)
     return root
 
 
@@ -79,9 +54,9 @@ def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+def trained(tmp_path_factory: pytest.TempPathFactory, fake_sequence) -> tuple[Path, Path, object]:
     root = tmp_path_factory.mktemp("bin")
-    data = make_dataset(root / "data")
+    data = make_dataset(root / "data", fake_sequence)
     out = root / "ckpt"
     res = train(_cfg(data, out))
     return data, out, res
@@ -131,9 +106,11 @@ def test_resume_continues_step_and_history(
     assert again.step == 40 and again.losses == []
 
 
-def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
+def test_ctrl_c_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
     data = tmp_path / "flat"
-    make_sequence(data / "a", 1)  # no train/ folder: trains on DIR, no validation
+    fake_sequence(
+        data / "a", 1, speaker_yaw=180.0
+    )  # no train/ folder: trains on DIR, no validation
 
     def interrupt(step: int, loss: float) -> None:
         if step == 3:
@@ -170,13 +147,13 @@ def _args(**kw: object) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
+def test_bad_inputs_give_clear_errors(tmp_path: Path, fake_sequence) -> None:
     with pytest.raises(LivesenseError, match="folder not found"):
         cmd_train(_args(data=tmp_path / "nope", out=tmp_path / "c", steps=1, preset="tiny"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(LivesenseError, match="holds no sequences"):
         cmd_train(_args(data=tmp_path / "empty", out=tmp_path / "c", steps=1, preset="tiny"))
-    make_sequence(tmp_path / "d" / "a", 2)
+    fake_sequence(tmp_path / "d" / "a", 2, speaker_yaw=180.0)
     with pytest.raises(LivesenseError, match="--resume: no checkpoint"):
         cmd_train(_args(data=tmp_path / "d", out=tmp_path / "c", steps=1, resume=True))
     with pytest.raises(LivesenseError, match="--steps must be positive"):
@@ -185,8 +162,10 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     assert train_dir == tmp_path / "d" and val_dir is None and note and "no train/" in note
 
 
-def test_cli_trains_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    make_sequence(tmp_path / "d" / "train" / "a", 3)
+def test_cli_trains_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture, fake_sequence
+) -> None:
+    fake_sequence(tmp_path / "d" / "train" / "a", 3, speaker_yaw=180.0)
     args = dict(data=tmp_path / "d", out=tmp_path / "c", steps=2, preset="tiny", batch=1,
                 segment_seconds=0.03, threads=1)  # fmt: skip
     assert cmd_train(_args(**args)) == 0
