@@ -9,6 +9,7 @@ Devices and network streams are paced by their own clock and are never paced aga
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,11 @@ class CameraSpec:
                 )
             return cls(graph, "lavfi", False)
         if spec.startswith("/dev/video"):
+            if not Path(spec).exists():
+                raise MediaError(
+                    f"no camera at {spec}; pass --camera with another /dev/videoN, an "
+                    "rtsp/http URL, a video file, or lavfi:testsrc2=size=320x240:rate=10"
+                )
             return cls(spec, "v4l2", True)
         if "://" in spec:
             return cls(spec, None, True)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,7 +73,10 @@ def test_webcam_bad_camera(camera, needle):
 
 
 def test_camera_spec_parsing():
-    assert CameraSpec.parse("/dev/video0") == CameraSpec("/dev/video0", "v4l2", True)
+    if Path("/dev/video0").exists():
+        assert CameraSpec.parse("/dev/video0") == CameraSpec("/dev/video0", "v4l2", True)
+    with pytest.raises(MediaError, match="no camera at /dev/video99; pass --camera"):
+        CameraSpec.parse("/dev/video99")
     assert CameraSpec.parse("lavfi:testsrc2") == CameraSpec("testsrc2", "lavfi", False)
     assert CameraSpec.parse("rtsp://cam/1").paced_by_source
     assert not CameraSpec.parse("clip.mp4").paced_by_source
