@@ -9,9 +9,9 @@ Devices and network streams are paced by their own clock and are never paced aga
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from livesense.errors import MediaError
 from livesense.streaming.clock import PtsPacer
