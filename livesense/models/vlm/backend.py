@@ -100,6 +100,9 @@ class VlmBackend(ABC):
         """(position_ids for the LM, text-axis positions (q,), next position)."""
 
     @abstractmethod
+    def _language_model(self) -> torch.nn.Module:
+        """The decoder stack of this architecture (without the LM head)."""
+
     def _lm_forward(
         self,
         embeds: torch.Tensor,
@@ -109,6 +112,15 @@ class VlmBackend(ABC):
         extra: dict,
     ) -> torch.Tensor:
         """Language model on a chunk -> logits (1, q, vocab)."""
+        out = self._language_model()(
+            inputs_embeds=embeds,
+            position_ids=position_ids,
+            attention_mask=mask,
+            cache=cache.kv,
+            use_cache=True,
+            **extra,
+        )
+        return self.model.lm_head(out.last_hidden_state)  # (1, q, vocab)
 
     @abstractmethod
     def system_text(self, text: str) -> str: ...

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from livesense.models.vlm.backend import Chunk, FrameFeatures, VlmBackend
-from livesense.models.vlm.cache import IncrementalCache
 from livesense.video.sampler import resize_rgb
 
 __all__ = ["Qwen3VLBackend", "fit_to_factor"]
@@ -123,23 +122,8 @@ class Qwen3VLBackend(VlmBackend):
         nxt = int(pos.max()) + 1
         return pos.to(self.device), pos[0, 0].numpy(), nxt
 
-    def _lm_forward(
-        self,
-        embeds: torch.Tensor,
-        position_ids: torch.Tensor,
-        mask: torch.Tensor,
-        cache: IncrementalCache,
-        extra: dict,
-    ) -> torch.Tensor:
-        out = self.model.model.language_model(
-            inputs_embeds=embeds,
-            position_ids=position_ids,
-            attention_mask=mask,
-            cache=cache.kv,
-            use_cache=True,
-            **extra,
-        )
-        return self.model.lm_head(out.last_hidden_state)  # (1, q, vocab)
+    def _language_model(self) -> torch.nn.Module:
+        return self.model.model.language_model
 
     def system_text(self, text: str) -> str:
         return f"<|im_start|>system\n{text}<|im_end|>\n"

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from livesense.models.vlm.backend import Chunk, FrameFeatures, VlmBackend
-from livesense.models.vlm.cache import IncrementalCache
 from livesense.video.sampler import resize_rgb
 
 __all__ = ["SmolVLMBackend"]
@@ -82,22 +81,8 @@ class SmolVLMBackend(VlmBackend):
         pos = np.arange(start, start + q)
         return torch.from_numpy(pos)[None].to(self.device), pos, start + q  # (1, q)
 
-    def _lm_forward(
-        self,
-        embeds: torch.Tensor,
-        position_ids: torch.Tensor,
-        mask: torch.Tensor,
-        cache: IncrementalCache,
-        extra: dict,
-    ) -> torch.Tensor:
-        out = self.model.model.text_model(
-            inputs_embeds=embeds,
-            position_ids=position_ids,
-            attention_mask=mask,
-            cache=cache.kv,
-            use_cache=True,
-        )
-        return self.model.lm_head(out.last_hidden_state)  # (1, q, vocab)
+    def _language_model(self) -> torch.nn.Module:
+        return self.model.model.text_model
 
     def system_text(self, text: str) -> str:
         return f"<|im_start|>System: {text}<end_of_utterance>\n"
