@@ -23,6 +23,7 @@ __all__ = ["POSE_DIM", "PRESETS", "BinauralFlowConfig"]
 
 POSE_DIM = 14  # speaker (x, y, z, qx, qy, qz, qw) + listener (same), per frame
 SOLVERS = ("euler", "midpoint")
+PRIORS = ("mono", "dsp")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class BinauralFlowConfig:
     # representation + flow
     compress: float = 1.0
     spec_scale: float = 1.0
-    sigma: float = 0.5  # prior z = mono + sigma * noise
+    sigma: float = 0.5  # prior z = centre + sigma * noise
+    prior: str = "mono"  # prior centre: "mono" (the paper) or "dsp" (the DSP renderer's output)
+    temperature: float = 1.0  # sampling noise = temperature * sigma (training always uses sigma)
     # sampling defaults
     solver: str = "midpoint"
     schedule_steps: int = 12
@@ -126,6 +129,14 @@ class BinauralFlowConfig:
             raise ConfigError(f"BinauralFlowConfig.compress must be in (0, 1], got {self.compress}")
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
             raise ConfigError(f"BinauralFlowConfig.sigma must be >= 0, got {self.sigma}")
+        if self.prior not in PRIORS:
+            raise ConfigError(
+                f"BinauralFlowConfig.prior must be one of {PRIORS}, got {self.prior!r}"
+            )
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(
+                f"BinauralFlowConfig.temperature must be >= 0, got {self.temperature}"
+            )
         if self.solver not in SOLVERS:
             raise ConfigError(
                 f"BinauralFlowConfig.solver must be one of {SOLVERS}, got {self.solver!r}"
@@ -134,6 +145,11 @@ class BinauralFlowConfig:
             raise ConfigError(f"BinauralFlowConfig.t0 must be in [0, 1), got {self.t0}")
 
     # ------------------------------------------------------------------ derived sizes
+
+    @property
+    def cond_channels(self) -> int:
+        """Conditioning channels: the mono spectrum (2: re, im) or the DSP render's (4)."""
+        return 4 if self.prior == "dsp" else 2
 
     @property
     def stft(self) -> StftConfig:
@@ -228,6 +244,9 @@ PRESETS: dict[str, BinauralFlowConfig] = {
         norm_groups=4,
         emb_dim=64,
         fourier_dim=16,
+        sigma=0.05,
+        prior="dsp",
+        t0=0.0,
         nfe=2,
     ),
     "tiny": BinauralFlowConfig(

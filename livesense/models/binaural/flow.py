@@ -3,7 +3,11 @@
 - Representation: complex STFT frames (the streaming STFT's framing, so training sees exactly
   what the renderer sees) -> ``scale * |S|**compress * exp(i angle S)`` -> real/imag channels.
   Ears are stacked ear-major: ``(B, 4, F, T)`` = left re, left im, right re, right im.
-- Prior: ``z = [mono, mono] + sigma * noise`` (centred on the mono spectrogram, both ears).
+- Prior: ``z = [mono, mono] + sigma * noise`` (centred on the mono spectrogram, both ears), or
+  with ``config.prior == "dsp"`` ``z = dsp + sigma * noise``: centred on the DSP renderer's
+  binaural output (geometric delay, 1/d and HRTF of the direct path), which also conditions the
+  network. The network then learns what the DSP renderer misses (the room, the noise floor)
+  instead of re-learning propagation delays and HRTFs from scratch.
 - Path ``x_t = t * y + (1 - t) * z``, target velocity ``y - z``, L1 loss (Liang et al. 2025).
 """
 
@@ -58,33 +62,53 @@ def channels_to_spec(ch: torch.Tensor, compress: float = 1.0, scale: float = 1.0
     return spec
 
 
-def prior(mono: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Prior sample ``z = [mono, mono] + sigma * noise``.
+def prior(cond: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Prior sample ``z = centre + sigma * noise``: the centre is ``[mono, mono]`` for mono
+    conditioning (B, 2, F, T) or the DSP render itself (B, 4, F, T).
 
-    mono (B, 2, F, T), noise (B, 4, F, T) -> (B, 4, F, T)."""
-    return torch.cat([mono, mono], dim=1) + sigma * noise
+    noise (B, 4, F, T) -> (B, 4, F, T)."""
+    centre = torch.cat([cond, cond], dim=1) if cond.shape[1] == 2 else cond
+    return centre + sigma * noise
 
 
 @dataclass
 class FlowBatch:
     """Training examples: waveforms at the model's rate and per-frame poses.
 
-    mono (B, n), binaural (B, 2, n), poses (B, 14, n // hop) or (B, 14) (held for all frames).
+    mono (B, n), binaural (B, 2, n), poses (B, 14, n // hop) or (B, 14) (held for all frames);
+    dsp (B, 2, n): the DSP renderer's output for the same samples (needed when
+    ``config.prior == "dsp"``, rendered from the sequence start as the streaming renderer does).
     """
 
     mono: torch.Tensor
     binaural: torch.Tensor
     poses: torch.Tensor
+    dsp: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> FlowBatch:
+        dsp = None if self.dsp is None else self.dsp.to(device)
+        return FlowBatch(self.mono.to(device), self.binaural.to(device), self.poses.to(device), dsp)
 
 
 def batch_features(
     batch: FlowBatch, cfg: BinauralFlowConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Waveforms -> (mono (B, 2, F, T), target y (B, 4, F, T), poses (B, 14, T))."""
-    mono = spec_to_channels(stft_frames(batch.mono, cfg), cfg.compress, cfg.spec_scale)
-    b, _, f, n = mono.shape  # (B, 2, F, T)
+    """Waveforms -> (cond (B, 2 or 4, F, T), target y (B, 4, F, T), poses (B, 14, T)).
+
+    cond is the mono spectrum, or the DSP render's for ``cfg.prior == "dsp"``."""
+    cond = spec_to_channels(stft_frames(batch.mono, cfg), cfg.compress, cfg.spec_scale)
+    b, _, f, n = cond.shape  # (B, 2, F, T)
     y = spec_to_channels(stft_frames(batch.binaural, cfg), cfg.compress, cfg.spec_scale)
     y = y.reshape(b, 4, f, n)  # (B, 2 ears, 2, F, T) -> (B, 4, F, T)
+    if cfg.prior == "dsp":
+        if batch.dsp is None or batch.dsp.shape != batch.binaural.shape:
+            got = None if batch.dsp is None else tuple(batch.dsp.shape)
+            raise ValueError(
+                f"a 'dsp' prior needs FlowBatch.dsp shaped like binaural "
+                f"{tuple(batch.binaural.shape)}, got {got}"
+            )
+        d = spec_to_channels(stft_frames(batch.dsp, cfg), cfg.compress, cfg.spec_scale)
+        cond = d.reshape(b, 4, f, n)
     poses = batch.poses
     if poses.dim() == 2:
         poses = poses[:, :, None].expand(b, POSE_DIM, n)
@@ -92,12 +116,12 @@ def batch_features(
         raise ValueError(
             f"poses must be (B, {POSE_DIM}, {n}) or (B, {POSE_DIM}), got {poses.shape}"
         )
-    return mono, y, poses.to(mono.dtype)
+    return cond, y, poses.to(cond.dtype)
 
 
 def flow_matching_loss(
     model: BinauralFlowUNet,
-    mono: torch.Tensor,
+    cond: torch.Tensor,
     target: torch.Tensor,
     poses: torch.Tensor,
     sigma: float,
@@ -105,14 +129,14 @@ def flow_matching_loss(
 ) -> torch.Tensor:
     """L1 between ``v(x_t, t)`` and ``y - z`` at ``t ~ U[0, 1]`` per example.
 
-    mono (B, 2, F, T), target y (B, 4, F, T), poses (B, 14, T)."""
-    b = mono.shape[0]
+    cond (B, 2 or 4, F, T), target y (B, 4, F, T), poses (B, 14, T)."""
+    b = cond.shape[0]
     noise = torch.randn(target.shape, generator=generator, dtype=target.dtype)
-    z = prior(mono, noise.to(target.device), sigma)
+    z = prior(cond, noise.to(target.device), sigma)
     t = torch.rand(b, generator=generator, dtype=target.dtype).to(target.device)
     tb = t[:, None, None, None]
     x_t = tb * target + (1 - tb) * z
-    v = model(x_t, mono, t, poses)
+    v = model(x_t, cond, t, poses)
     return (v - (target - z)).abs().mean()
 
 
@@ -125,8 +149,8 @@ def train_step(
     """One optimisation step of the flow matching loss on ``batch``; returns the loss."""
     cfg = model.config
     model.train()
-    mono, y, poses = batch_features(batch, cfg)
-    loss = flow_matching_loss(model, mono, y, poses, cfg.sigma, generator)
+    cond, y, poses = batch_features(batch, cfg)
+    loss = flow_matching_loss(model, cond, y, poses, cfg.sigma, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -28,9 +28,15 @@ continuous (zeroed history would look like a stream start). After a DSP fallback
 ran no network, banks are zeroed (a fresh start at the current frame) and the output is only
 crossfaded in after a few frames of warm-up.
 
+DSP prior. With ``config.prior == "dsp"`` each slot's mono first goes through its own
+:class:`~livesense.audio.dsp_renderer.DspBinauralRenderer` (latency 0, the same poses), and the
+STFT roundtrip carries that two-ear render: it is the prior's centre and the network's
+conditioning. The DSP renderer is causal with no latency, so the timing above is unchanged.
+
 Noise. The prior noise of frame ``i`` of a stream is ``randn(4, F)`` from
 ``torch.Generator().manual_seed(seed * 1_000_003 + i)``: keyed by the absolute frame index,
-so chunking, batching and NFE changes never change which noise a frame gets.
+so chunking, batching and NFE changes never change which noise a frame gets. Sampling scales it
+by ``sigma * temperature`` (``config.temperature``; training always uses ``sigma``).
 
 Poses. Frame ``i`` uses the speaker/listener poses at its newest sample ``(i + 1) * hop - 1``
 (no look-ahead); ``set_speaker_pose(pose, at_sample)`` applies to every frame whose newest
@@ -50,6 +56,7 @@ import torch
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
 from livesense.audio.geometry import Pose, Trajectory, as_trajectory
+from livesense.audio.hrtf import load_hrirs
 from livesense.audio.stft import StftRoundtrip
 from livesense.errors import ConfigError
 from livesense.models.binaural.config import BinauralFlowConfig
@@ -168,7 +175,7 @@ class _PlanBank:
 
 
 class _FlowFrames(StreamProcessor):
-    """The middle of the STFT roundtrip: mono spectra (N, 1, F, T) -> binaural (N, 2, F, T)."""
+    """The middle of the STFT roundtrip: input spectra (N, C, F, T) -> binaural (N, 2, F, T)."""
 
     def __init__(self, owner: BatchedNeuralRenderer):
         self.owner = owner
@@ -219,6 +226,14 @@ class BatchedNeuralRenderer(StreamProcessor):
         self._roundtrip = StftRoundtrip(cfg.stft, middle=[_FlowFrames(self)])
         self._speaker0 = [as_trajectory(speaker)] * slots
         self._listener0 = [as_trajectory(listener)] * slots
+        self._dsp: list[DspBinauralRenderer] = []
+        if cfg.prior == "dsp":  # the prior's centre: one DSP renderer per slot
+            hr = load_hrirs(None, cfg.sample_rate)
+            dcfg = DspRendererConfig(sample_rate=cfg.sample_rate)
+            self._dsp = [
+                DspBinauralRenderer(self._speaker0[s], self._listener0[s], hrirs=hr, config=dcfg)
+                for s in range(slots)
+            ]
         self._seed = [int(seed)] * slots
         self._banks: dict[int, _PlanBank] = {}
         self._last_torch = False
@@ -270,6 +285,8 @@ class BatchedNeuralRenderer(StreamProcessor):
         which slot-input sample ``at_sample`` arrives (default: the next sample)."""
         self._check_slot(slot)
         _schedule(self._speaker[slot], pose, self._slot_sample(slot, at_sample))
+        if self._dsp:
+            self._dsp[slot].set_speaker_pose(pose, at_sample)  # slot-input samples
 
     def set_listener_pose(
         self, pose: Pose | Trajectory, at_sample: int | None = None, slot: int = 0
@@ -277,6 +294,8 @@ class BatchedNeuralRenderer(StreamProcessor):
         """Move/turn the listener of ``slot`` from slot-input sample ``at_sample`` on."""
         self._check_slot(slot)
         _schedule(self._listener[slot], pose, self._slot_sample(slot, at_sample))
+        if self._dsp:
+            self._dsp[slot].set_listener_pose(pose, at_sample)  # slot-input samples
 
     def set_bypass(self, from_frame: int | None) -> None:
         """Skip the network from frame ``from_frame`` on (their spectra are zero) until called
@@ -307,6 +326,8 @@ class BatchedNeuralRenderer(StreamProcessor):
         self._listener: list[Track] = [[(-math.inf, tr)] for tr in self._listener0]
         self.stats = RenderStats()
         self.last_nfe: int | None = None
+        for slot in range(len(self._dsp)):
+            self._reset_dsp(slot)
 
     def reset_slot(
         self,
@@ -326,8 +347,8 @@ class BatchedNeuralRenderer(StreamProcessor):
         with torch.inference_mode():
             stft, istft = self._roundtrip.processors[0], self._roundtrip.processors[-1]
             if stft.state is not None:
-                st = stft.state
-                st.bufs[st.cur][slot, : st.n_hist] = 0.0
+                st, c = stft.state, self._in_channels
+                st.bufs[st.cur][c * slot : c * slot + c, : st.n_hist] = 0.0
             if istft.state is not None:
                 istft.state.acc[2 * slot : 2 * slot + 2] = 0.0
             for bank in self._banks.values():
@@ -343,6 +364,8 @@ class BatchedNeuralRenderer(StreamProcessor):
         self._frame0[slot], self._prefix[slot], self._start[slot] = g // hop, g % hop, g
         self._speaker[slot] = [(-math.inf, self._speaker0[slot])]
         self._listener[slot] = [(-math.inf, self._listener0[slot])]
+        if self._dsp:
+            self._reset_dsp(slot)
 
     def step(self, chunk: Chunk) -> Chunk | None:
         """Consume ``(slots, 1, n)`` audio; return ``(slots, 2, m)`` (None: nothing ready)."""
@@ -389,6 +412,26 @@ class BatchedNeuralRenderer(StreamProcessor):
         if not (0 <= slot < self.slots):
             raise ValueError(f"slot {slot} out of range 0..{self.slots - 1}")
 
+    @property
+    def _in_channels(self) -> int:
+        """Channels entering the STFT per slot: mono, or the DSP render's two ears."""
+        return 2 if self._dsp else 1
+
+    def _reset_dsp(self, slot: int) -> None:
+        d = self._dsp[slot]
+        d.speaker, d.listener = self._speaker0[slot], self._listener0[slot]
+        d.reset()
+
+    def _dsp_render(self, x: torch.Tensor) -> torch.Tensor:
+        """(slots, 1, n) mono -> (slots, 2, n): each slot through its DSP renderer."""
+        n = x.shape[-1]
+        out = torch.zeros(self.slots, 2, n)
+        if n:
+            xs = x.numpy()
+            for s, d in enumerate(self._dsp):
+                out[s] = torch.from_numpy(np.asarray(d.step(xs[s, 0]), dtype=np.float32))
+        return out
+
     def _slot_sample(self, slot: int, at_sample: int | None) -> float:
         """A slot-input sample number in the slot's frame-grid coordinates (prefix included)."""
         local = self._roundtrip.n_in - self._start[slot] if at_sample is None else int(at_sample)
@@ -424,7 +467,7 @@ class BatchedNeuralRenderer(StreamProcessor):
         t_start = time.perf_counter()
         frames_before = self.stats.frames
         with torch.inference_mode():
-            y = self._roundtrip.step(x)
+            y = self._roundtrip.step(self._dsp_render(x) if self._dsp else x)
             if y is not None:
                 y = self._mute(y)
         elapsed = time.perf_counter() - t_start
@@ -487,18 +530,21 @@ class BatchedNeuralRenderer(StreamProcessor):
         return out
 
     def _render_piece(self, spec: torch.Tensor) -> torch.Tensor:
-        """Solve the flow for n <= max_frames frames: (N, 1, F, n) -> (N, 2, F, n) complex."""
+        """Solve the flow for n <= max_frames frames: (N, C, F, n) -> (N, 2, F, n) complex
+        (C = 1: mono spectra; C = 2: the DSP render's, for a ``"dsp"`` prior)."""
         cfg, model = self.config, self.model
-        n_slots, _, n_bins, n = spec.shape
+        n_slots, n_in, n_bins, n = spec.shape
         f = self._frame
-        mono = spec_to_channels(spec[:, 0], cfg.compress, cfg.spec_scale)  # (N, 2, F, n)
-        z = prior(mono, self._noise(f, n, n_bins), cfg.sigma)  # (N, 4, F, n)
+        cond = spec_to_channels(spec, cfg.compress, cfg.spec_scale)  # (N, C, 2, F, n)
+        cond = cond.reshape(n_slots, 2 * n_in, n_bins, n)  # (N, 2 or 4, F, n)
+        noise = self._noise(f, n, n_bins)
+        z = prior(cond, noise, cfg.sigma * cfg.temperature)  # (N, 4, F, n)
         pose_emb = model.cond.embed_poses(self._poses(f, n))  # (N, n, E)
         bank = self._bank_for(f)
         states = [StreamState(h, self._scratch) for h in bank.hist]
 
         def velocity(x: torch.Tensor, t: float, j: int) -> torch.Tensor:
-            return model(x, mono, t, state=states[j], pose_emb=pose_emb)
+            return model(x, cond, t, state=states[j], pose_emb=pose_emb)
 
         x = solve(velocity, z, bank.plan)  # (N, 4, F, n)
         bank.frame = f + n

@@ -131,13 +131,52 @@ def _segment_samples(seconds: float, cfg: BinauralFlowConfig) -> int:
     return max(n, cfg.hop * 2)
 
 
-def make_batch(ds: BinauralDataset, indices: list[int], cfg: BinauralFlowConfig) -> FlowBatch:
+class DspRenders:
+    """The DSP renderer's output for whole sequences of a dataset, rendered once and kept.
+
+    A ``"dsp"`` prior conditions on the DSP render; the streaming renderer runs its DSP
+    renderer from the stream start, so crops are cut from the render of the whole sequence
+    (not rendered from the crop start, which would miss the delay line's history)."""
+
+    def __init__(self, ds: BinauralDataset, cfg: BinauralFlowConfig):
+        from livesense.audio.dataset import read_wav_segment
+        from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
+        from livesense.audio.hrtf import load_hrirs
+
+        self._ds, self._cfg = ds, cfg
+        self._read = read_wav_segment
+        self._make = lambda tx, rx: DspBinauralRenderer(
+            tx, rx, hrirs=self._hrirs, config=DspRendererConfig(sample_rate=cfg.sample_rate)
+        )
+        self._hrirs = load_hrirs(None, cfg.sample_rate)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def get(self, sequence: int) -> np.ndarray:
+        """The DSP render ``(2, n)`` float32 of sequence number ``sequence``."""
+        if sequence not in self._cache:
+            info = self._ds.sequences[sequence]
+            mono = self._read(info.path / "mono.wav", 0, info.n_samples)
+            tx, rx = self._ds.trajectories(sequence)
+            self._cache[sequence] = np.asarray(self._make(tx, rx).process(mono), np.float32)
+        return self._cache[sequence]
+
+
+def make_batch(
+    ds: BinauralDataset,
+    indices: list[int],
+    cfg: BinauralFlowConfig,
+    dsp: DspRenders | None = None,
+) -> FlowBatch:
     """Items ``indices`` of ``ds`` -> a :class:`FlowBatch` with per-frame poses ``(B, 14, T)``.
 
     Frame ``i`` of a crop starting at ``s`` gets the poses at sample ``s + (i + 1) * hop - 1``
-    (its newest sample), exactly as :class:`NeuralBinauralRenderer` conditions it."""
+    (its newest sample), exactly as :class:`NeuralBinauralRenderer` conditions it. For a
+    ``"dsp"`` prior the batch carries the DSP render of the same samples (from ``dsp``, made
+    here when not given)."""
+    if cfg.prior == "dsp" and dsp is None:
+        dsp = DspRenders(ds, cfg)
     seq_index = {info.name: i for i, info in enumerate(ds.sequences)}
-    monos, bins, poses = [], [], []
+    monos, bins, poses, dsps = [], [], [], []
     for idx in indices:
         item = ds[idx]
         mono, binaural = item["mono"], item["binaural"]
@@ -156,7 +195,15 @@ def make_batch(ds: BinauralDataset, indices: list[int], cfg: BinauralFlowConfig)
         monos.append(mono[0])
         bins.append(binaural)
         poses.append(torch.from_numpy(p.T.copy()))
-    return FlowBatch(torch.stack(monos), torch.stack(bins), torch.stack(poses))
+        if cfg.prior == "dsp":
+            assert dsp is not None
+            full = dsp.get(seq_index[str(item["sequence"])])
+            seg = np.zeros((2, n), dtype=np.float32)  # zeros past the end, like the wav reads
+            part = full[:, start : start + n]
+            seg[:, : part.shape[-1]] = part
+            dsps.append(torch.from_numpy(seg))
+    d = torch.stack(dsps) if dsps else None
+    return FlowBatch(torch.stack(monos), torch.stack(bins), torch.stack(poses), d)
 
 
 def validation_batches(
@@ -165,7 +212,8 @@ def validation_batches(
     """Fixed validation batches: ``count`` crops spread evenly over ``ds`` (non-random crops)."""
     idx = np.unique(np.linspace(0, len(ds) - 1, num=min(count, len(ds))).round().astype(int))
     ids = [int(i) for i in idx]
-    return [make_batch(ds, ids[i : i + batch], cfg) for i in range(0, len(ids), batch)]
+    dsp = DspRenders(ds, cfg) if cfg.prior == "dsp" else None
+    return [make_batch(ds, ids[i : i + batch], cfg, dsp) for i in range(0, len(ids), batch)]
 
 
 def validation_loss(
@@ -179,16 +227,12 @@ def validation_loss(
     total, count = 0.0, 0
     with torch.no_grad():
         for b in batches:
-            mono, y, poses = batch_features(_to(b, device), cfg)
-            loss = flow_matching_loss(model, mono, y, poses, cfg.sigma, gen)
+            cond, y, poses = batch_features(b.to(device), cfg)
+            loss = flow_matching_loss(model, cond, y, poses, cfg.sigma, gen)
             total += float(loss) * b.mono.shape[0]
             count += b.mono.shape[0]
     model.train(was_training)
     return total / max(count, 1)
-
-
-def _to(b: FlowBatch, device: torch.device | str) -> FlowBatch:
-    return FlowBatch(b.mono.to(device), b.binaural.to(device), b.poses.to(device))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -349,10 +393,14 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None)
             )
         mcfg = BinauralFlowConfig.preset(cfg.preset or "small")
         model = random_model(mcfg, cfg.seed).to(device)
+        with torch.no_grad():  # start at the prior: zero velocity (a DSP prior = the DSP render)
+            model.out_conv.conv.weight.zero_()
+            model.out_conv.conv.bias.zero_()
         opt_state, step, train_hist, val_hist, elapsed0, best_val = None, 0, [], [], 0.0, None
 
     seg = _segment_samples(cfg.segment_seconds, mcfg)
     train_ds = BinauralDataset(train_dir, seg, mcfg.sample_rate, random_crop=True, seed=cfg.seed)
+    train_dsp = DspRenders(train_ds, mcfg) if mcfg.prior == "dsp" else None
     val_sets: list[FlowBatch] = []
     if val_dir is not None:
         try:
@@ -427,7 +475,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None)
                 rng = np.random.default_rng([cfg.seed, step])
                 train_ds.set_epoch(step)
                 idx = [int(i) for i in rng.integers(len(train_ds), size=cfg.batch)]
-                batch = _to(make_batch(train_ds, idx, mcfg), device)
+                batch = make_batch(train_ds, idx, mcfg, train_dsp).to(device)
                 gen = torch.Generator().manual_seed(cfg.seed * NOISE_KEY + step)
                 loss = train_step(model, opt, batch, gen)
                 step += 1

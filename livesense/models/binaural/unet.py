@@ -1,7 +1,8 @@
 """The BinauralFlow velocity network: a causal 2-D U-Net over (frequency, time).
 
 Input ``x_t`` ``(B, 4, F, T)`` (left re/im, right re/im at flow time ``t``), conditioning
-``mono`` ``(B, 2, F, T)`` (concatenated as channels), flow time ``t`` ``(B,)`` and poses
+``cond`` (concatenated as channels): the mono spectrum ``(B, 2, F, T)`` or, with
+``config.prior == "dsp"``, the DSP renderer's binaural spectrum ``(B, 4, F, T)``, flow time ``t`` ``(B,)`` and poses
 ``(B, 14, T)`` (speaker + listener, 7 numbers each, per frame) entering through Gaussian Fourier
 embeddings + MLPs added to the features of every residual block. Output: the velocity
 ``(B, 4, F, T)``.
@@ -61,7 +62,8 @@ class BinauralFlowUNet(nn.Module):
         g, e, n_res = cfg.norm_groups, cfg.emb_dim, cfg.num_res_blocks
         levels = len(w)
         self.cond = Conditioning(cfg)
-        self.in_conv = CausalConv2d(6, w[0], fs[0], (3, k_t))  # x_t (4) + mono (2)
+        # x_t (4) + conditioning (mono: 2, DSP render: 4)
+        self.in_conv = CausalConv2d(4 + cfg.cond_channels, w[0], fs[0], (3, k_t))
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
         ch = w[0]
@@ -123,7 +125,7 @@ class BinauralFlowUNet(nn.Module):
     def forward(
         self,
         x_t: torch.Tensor,
-        mono: torch.Tensor,
+        cond: torch.Tensor,
         t: torch.Tensor | float,
         poses: torch.Tensor | None = None,
         state: StreamState | None = None,
@@ -131,7 +133,7 @@ class BinauralFlowUNet(nn.Module):
     ) -> torch.Tensor:
         """Velocity ``(B, 4, F, T)``.
 
-        x_t (B, 4, F, T), mono (B, 2, F, T), t scalar or (B,), poses (B, 14, T) (or pass the
+        x_t (B, 4, F, T), cond (B, 2 or 4, F, T) (``config.cond_channels``), t scalar or (B,), poses (B, 14, T) (or pass the
         precomputed ``pose_emb`` (B, T, E)); ``state`` streams (None: zero history).
         """
         b, _, _, n = x_t.shape
@@ -142,7 +144,7 @@ class BinauralFlowUNet(nn.Module):
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
             t = torch.full((b,), float(t), dtype=x_t.dtype, device=x_t.device)
         emb = self.cond(t, pose_emb)  # (B, T, E)
-        h = self.in_conv(torch.cat([x_t, mono], dim=1), state)  # (B, C0, F, T)
+        h = self.in_conv(torch.cat([x_t, cond], dim=1), state)  # (B, C0, F, T)
         skips: list[torch.Tensor] = []
         for lvl, blocks in enumerate(self.down_blocks):
             for blk in blocks:

@@ -33,6 +33,8 @@ def test_presets_and_timing() -> None:
         ({"t0": 1.0}, "t0"),
         ({"channel_mults": (1,) * 12}, "downsamplings"),
         ({"compress": 1.5}, "compress"),
+        ({"prior": "hrtf"}, "prior"),
+        ({"temperature": -0.5}, "temperature"),
     ],
 )
 def test_config_validation(changes: dict, match: str) -> None:
