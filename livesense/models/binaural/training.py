@@ -12,7 +12,7 @@ Checkpoints (``--out CKPT_DIR``): ``model.safetensors`` + ``config.json`` (via
 :func:`save_checkpoint`, ``extra`` = step, loss histories, data, elapsed seconds, command line),
 ``optimizer.pt`` (Adam state + step); the best validation checkpoint in ``CKPT_DIR/best/``.
 ``--steps`` is the total step count: ``--resume --steps 2000`` after 1000 steps trains 1000 more.
-Ctrl-C saves a checkpoint before exiting.
+Ctrl-C (or SIGTERM) saves a checkpoint before exiting.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -465,7 +467,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None)
 
     interrupted = False
     bar: _NoBar | _RichBar = _RichBar() if cfg.progress else _NoBar()
-    with bar:
+    with bar, _StopSignals():
         task = bar.add_task("train", total=cfg.steps, completed=step, loss=float("nan"), rate=0.0)
         try:
             if step == 0:
@@ -508,6 +510,29 @@ def train(cfg: TrainConfig, on_step: Callable[[int, float], None] | None = None)
     return TrainResult(step, losses, train_hist, val_hist, out, interrupted, best_val, notes)
 
 
+class _StopSignals:
+    """SIGTERM (a job scheduler, ``kill``) and SIGINT stop training like Ctrl-C: a checkpoint is
+    saved. SIGINT is re-armed too: jobs started with ``&`` by a non-interactive shell inherit it
+    ignored. Main thread only; the previous handlers come back afterwards."""
+
+    def __enter__(self) -> None:
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            if sig == signal.SIGINT and signal.getsignal(sig) is not signal.SIG_IGN:
+                continue  # Python's own Ctrl-C handling already raises KeyboardInterrupt
+            self._old[sig] = signal.signal(sig, stop)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def _best_step(val_hist: list[list[float]], best: float) -> int:
     for s, v in val_hist:
         if v == best:
@@ -526,7 +551,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description=(
             "Train BinauralFlow with conditional flow matching (Adam). Reads DIR/train and "
             "DIR/val (validation loss), or DIR itself. Checkpoints go to --out (latest) and "
-            "--out/best (best validation loss); Ctrl-C saves before exiting; --resume continues."
+            "--out/best (best validation loss); Ctrl-C or SIGTERM saves before exiting; --resume continues."
         ),
     )
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder")

@@ -125,6 +125,24 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
     assert not (out / "best").exists()
 
 
+def test_sigterm_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
+    import os
+    import signal
+
+    data = tmp_path / "flat"
+    fake_sequence(data / "a", 2)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate(step: int, loss: float) -> None:
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    res = train(_cfg(data, tmp_path / "ckpt", steps=100), on_step=terminate)
+    assert res.interrupted and res.step == 2
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["extra"]["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
 def test_batch_poses_follow_the_frames(trained: tuple[Path, Path, object]) -> None:
     from livesense.audio.dataset import BinauralDataset
 
