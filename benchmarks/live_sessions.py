@@ -78,9 +78,9 @@ async def _run(url: str, n: int, seconds: float, renderer: str) -> dict[str, Any
 
 
 def _start_server(max_sessions: int) -> tuple[subprocess.Popen, str]:
-    # The neural engine: the small preset with untrained weights (the figures are about speed).
+    # The neural engine: the bundled small model (the server's default renderer).
     cmd = [sys.executable, "-m", "livesense", "serve", "--port", "0", "--no-auth",
-           "--vlm", "fake", "--max-sessions", str(max_sessions), "--random-weights"]  # fmt: skip
+           "--vlm", "fake", "--max-sessions", str(max_sessions)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -113,7 +113,7 @@ def main() -> None:
             out[f"dsp_{n}"] = asyncio.run(_run(url, n, args.seconds, "dsp"))
         for n in args.sessions:
             out[f"neural_small_{n}"] = asyncio.run(_run(url, n, args.seconds, "neural"))
-        out["neural_note"] = "untrained small preset, 42.7 ms blocks, NFE policy, 1 torch thread"
+        out["neural_note"] = "bundled small model, 42.7 ms blocks, NFE policy, 1 torch thread"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -36,8 +36,8 @@ examples:
   livesense serve --port 8765                     # then open the printed URL
   livesense client clip.mp4 --url ws://127.0.0.1:8765/v1/session --token T --out out/
   livesense synth-binaural --out data/ --sequences 100 --seconds 10 --split all
-  livesense train-binaural --data data/ --preset small --steps 20000 --out ckpt/
-  livesense eval-binaural --data data/ --checkpoint ckpt/best --json eval.json
+  livesense train-binaural --data data/ --preset small --steps 3000 --out ckpt/
+  livesense eval-binaural --data data/ --checkpoint ckpt/best --json eval.json --plot eval.png
 
 Run `livesense COMMAND --help` for the options of one command.
 """
@@ -128,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--renderer",
         choices=("dsp", "neural", "passthrough"),
-        default="dsp",
-        help="dsp: HRTF renderer (default); neural: BinauralFlow (needs --checkpoint or "
-        "--random-weights); passthrough: streaming STFT -> ISTFT of the mono input",
+        default="neural",
+        help="neural (default): BinauralFlow, the bundled model of the demo room unless "
+        "--checkpoint is given; dsp: HRTF renderer, direct path only (no room), lowest cost; "
+        "passthrough: streaming STFT -> ISTFT of the mono input",
     )
     _add_neural_options(g)
     _add_pose_options(g, poses_file=True)
@@ -262,7 +263,9 @@ def _add_pose_options(g: argparse._ArgumentGroup, *, poses_file: bool) -> None:
             "rows per second of x y z qx qy qz qw)",
         )
     g.add_argument(
-        "--hrtf", metavar="FILE", help="HRIR set (.sofa) instead of the bundled MIT KEMAR"
+        "--hrtf",
+        metavar="FILE",
+        help="with --renderer dsp: HRIR set (.sofa) instead of the bundled MIT KEMAR",
     )
 
 
@@ -271,13 +274,14 @@ def _add_neural_options(g: argparse._ArgumentGroup) -> None:
         "--checkpoint",
         metavar="DIR",
         help="with --renderer neural: a checkpoint saved by the training code (a folder with "
-        "model.safetensors + config.json, or the .safetensors file)",
+        "model.safetensors + config.json, or the .safetensors file); default: the bundled "
+        "small model of the demo room",
     )
     g.add_argument(
         "--random-weights",
         action="store_true",
-        help="with --renderer neural and no checkpoint: an untrained small model (the audio "
-        "is meaningless; for trying the pipeline)",
+        help="with --renderer neural and no checkpoint: an untrained small model instead of "
+        "the bundled one (the audio is meaningless; for testing the pipeline)",
     )
     g.add_argument(
         "--nfe",
@@ -331,7 +335,8 @@ def _add_mic_parser(sub: argparse._SubParsersAction) -> None:
         "--renderer",
         choices=("dsp", "neural"),
         default="dsp",
-        help="dsp: HRTF renderer (default); neural: BinauralFlow (needs --checkpoint)",
+        help="dsp: HRTF renderer (default: lowest latency and cost); neural: BinauralFlow "
+        "(the bundled model unless --checkpoint; about 2x the end-to-end latency on a CPU)",
     )
     _add_neural_options(g)
     _add_pose_options(g, poses_file=False)
@@ -357,7 +362,7 @@ def _neural_renderer(args: argparse.Namespace, speaker, listener, sample_rate: i
     if args.random_weights and not args.checkpoint:
         print(
             "*** livesense: UNTRAINED neural renderer (--random-weights): its audio is "
-            "meaningless; use --checkpoint DIR ***",
+            "meaningless; drop --random-weights for the bundled model ***",
             file=sys.stderr,
         )
     engine = NeuralEngine(args.checkpoint, args.random_weights, args.nfe, sample_rate)
@@ -421,6 +426,11 @@ def _build_renderer(args: argparse.Namespace, sample_rate: int):
         if dist < 0.05:
             raise ConfigError("--speaker-pose puts the speaker inside the listener's head")
     if args.renderer == "neural":
+        if getattr(args, "hrtf", None):
+            raise ConfigError(
+                "--hrtf applies to --renderer dsp: the neural model was trained with the "
+                "bundled MIT KEMAR HRIRs (add --renderer dsp to use your own)"
+            )
         return _neural_renderer(args, speaker, listener, sample_rate), speaker, listener
     hrirs = load_hrirs(args.hrtf, sample_rate)
     renderer = DspBinauralRenderer(
@@ -830,16 +840,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from livesense.streaming import engines
     from livesense.streaming.server import cmd_serve
 
-    if args.checkpoint or args.random_weights:
-        if not args.checkpoint:
-            print(
-                "*** livesense: UNTRAINED neural renderer (--random-weights) ***", file=sys.stderr
-            )
-        engine = engines.NeuralEngine(args.checkpoint, args.random_weights, args.nfe)  # fail fast
-        engines.register_renderer("neural", lambda: engine)
-        import torch
+    if args.random_weights and not args.checkpoint:
+        print("*** livesense: UNTRAINED neural renderer (--random-weights) ***", file=sys.stderr)
 
-        torch.set_num_threads(1)  # sessions run on several audio workers: no oversubscription
+    def neural() -> engines.NeuralEngine:
+        return engines.NeuralEngine(args.checkpoint, args.random_weights, args.nfe)
+
+    if args.renderer == "neural" or args.checkpoint or args.random_weights:
+        engine = neural()  # the default renderer (or an explicit checkpoint): fail fast
+        engines.register_renderer("neural", lambda: engine)
+    else:  # sessions may still ask for the bundled neural renderer: load it on first use
+        engines.register_renderer("neural", neural)
+    import torch
+
+    torch.set_num_threads(1)  # sessions run on several audio workers: no oversubscription
     return cmd_serve(args)
 
 

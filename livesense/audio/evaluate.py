@@ -3,7 +3,8 @@
 Every sequence of ``DIR/test`` (or ``DIR`` when it has no ``test/``) is rendered from its mono
 with the neural renderer as deployed (streaming :class:`NeuralBinauralRenderer` on the
 sequence's speaker and listener trajectories; ``rx_positions.txt`` moves the listener) and with
-the DSP baseline (:class:`DspBinauralRenderer`: direct-path HRTF, no room). The metrics of
+the DSP baseline (:class:`DspBinauralRenderer`: direct-path HRTF, no room); without
+``--checkpoint`` the bundled model is evaluated (``--dsp-only``: the baseline alone). The metrics of
 :mod:`livesense.audio.metrics` against ``binaural.wav`` are averaged weighted by length.
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "evaluate_dataset",
     "find_test_dir",
     "format_table",
+    "plot_renders",
 ]
 
 SAMPLE_RATE = 48000
@@ -51,6 +53,8 @@ class EvalResult:
     data: str = ""
     checkpoint: str | None = None
     nfe: int | None = None
+    temperature: float | None = None
+    kept: dict[str, Any] = field(default_factory=dict)  # renders of one sequence (``keep``)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -62,6 +66,7 @@ class EvalResult:
             "data": self.data,
             "checkpoint": self.checkpoint,
             "nfe": self.nfe,
+            "temperature": self.temperature,
             "per_sequence": self.per_sequence,
         }
 
@@ -89,14 +94,21 @@ def evaluate_dataset(
     max_seconds: float | None = None,
     hrirs: HrirSet | None = None,
     progress: bool = False,
+    temperature: float | None = None,
+    keep: str | None = None,
 ) -> EvalResult:
     """Render and score every test sequence (module docstring).
 
-    ``max_seconds``: only the first ``max_seconds`` of each sequence are rendered and scored."""
+    ``max_seconds``: only the first ``max_seconds`` of each sequence are rendered and scored.
+    ``temperature``: overrides the checkpoint's sampling temperature. ``keep``: the name of a
+    sequence whose renders are kept in :attr:`EvalResult.kept` (target, neural, dsp) for a
+    picture ("" = the first)."""
     if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
         raise ConfigError(f"--max-seconds must be positive, got {max_seconds}")
     if nfe is not None and nfe <= 0:
         raise ConfigError(f"--nfe must be positive, got {nfe}")
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
     root = find_test_dir(data)
     model = None
     if checkpoint is not None:
@@ -107,11 +119,19 @@ def evaluate_dataset(
         model, mcfg = load_checkpoint(checkpoint)
         if mcfg.sample_rate != SAMPLE_RATE:
             raise ConfigError(f"checkpoint sample rate {mcfg.sample_rate} Hz is not 48000 Hz")
+        if temperature is not None:
+            model.config = mcfg.replace(temperature=temperature)
     ds = BinauralDataset(root, None, SAMPLE_RATE, random_crop=False)
     hr = hrirs if hrirs is not None else load_hrirs(None, SAMPLE_RATE)
     neural_rows: list[tuple[dict[str, float], int]] = []
     dsp_rows: list[tuple[dict[str, float], int]] = []
     per_seq: list[dict[str, Any]] = []
+    kept: dict[str, Any] = {}
+    if keep is not None and ds.sequences:
+        names = [info.name for info in ds.sequences]
+        if keep and keep not in names:
+            raise ConfigError(f"--plot-sequence {keep!r} is not in {root} ({', '.join(names)})")
+        keep = keep or names[0]
     limit = None if max_seconds is None else max(1, int(round(max_seconds * SAMPLE_RATE)))
     with count_progress(progress) as bar:
         task = bar.add_task("eval-binaural", total=len(ds.sequences))
@@ -121,6 +141,7 @@ def evaluate_dataset(
             target = read_wav_segment(info.path / "binaural.wav", 0, n).astype(np.float64)
             tx, rx = ds.trajectories(i)
             row: dict[str, Any] = {"sequence": info.name, "samples": n}
+            pred = None
             if model is not None:
                 pred = render_neural(model, mono, tx, rx, nfe)
                 m = evaluate_pair(pred, target, SAMPLE_RATE)
@@ -130,6 +151,8 @@ def evaluate_dataset(
             m = evaluate_pair(dsp, target, SAMPLE_RATE)
             dsp_rows.append((m, n))
             row["dsp"] = m
+            if info.name == keep:
+                kept = {"sequence": info.name, "target": target, "neural": pred, "dsp": dsp}
             per_seq.append(row)
             bar.advance(task)
     total = sum(n for _, n in dsp_rows)
@@ -142,6 +165,8 @@ def evaluate_dataset(
         data=str(root),
         checkpoint=None if checkpoint is None else str(checkpoint),
         nfe=None if model is None else (nfe if nfe is not None else model.config.nfe),
+        temperature=None if model is None else model.config.temperature,
+        kept=kept,
     )
 
 
@@ -154,6 +179,49 @@ def render_neural(
     r = NeuralBinauralRenderer(model, speaker=speaker, listener=listener, nfe=nfe)
     with torch.inference_mode():
         return _to_numpy(r.process(mono))
+
+
+def plot_renders(kept: dict[str, Any], out: str | Path, seconds: float = 4.0) -> Path:
+    """A PNG of left-ear spectrograms (dB): target, neural (when rendered) and DSP, one row
+    each, plus the ILD per frame of all three (first ``seconds`` of the sequence)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from livesense.audio.plot import power_spectrogram
+
+    rows = [(k, kept[k]) for k in ("target", "neural", "dsp") if kept.get(k) is not None]
+    labels = {"target": "target (demo room)", "neural": "neural", "dsp": "DSP (direct HRTF)"}
+    n = min(int(seconds * SAMPLE_RATE), min(np.asarray(x).shape[-1] for _, x in rows))
+    fig = Figure(figsize=(10, 2.2 * (len(rows) + 1)), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows) + 1, 1, sharex=True)
+    n_fft, hop = 1024, 256
+    ild_curves = []
+    for ax, (key, x) in zip(axes, rows, strict=False):
+        frames, p = power_spectrogram(np.asarray(x)[:, :n], n_fft, hop)  # (2, frames, bins)
+        db = 10 * np.log10(p[0].T + 1e-10)  # (bins, frames)
+        t = frames / SAMPLE_RATE
+        f = np.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE) / 1000
+        ax.pcolormesh(t, f, db, shading="auto", vmin=-90, vmax=max(float(db.max()), -40.0))
+        ax.set_ylim(0, 16)
+        ax.set_ylabel("kHz")
+        ax.set_title(f"{labels[key]}: left ear", fontsize=9, loc="left")
+        power = p[:, :, 8:].sum(axis=-1)  # (2, frames): above 375 Hz
+        ild_curves.append((key, t, 10 * np.log10((power[1] + 1e-10) / (power[0] + 1e-10))))
+    ax = axes[-1]
+    for key, t, ild in ild_curves:
+        ax.plot(t, ild, label=labels[key], lw=1)
+    ax.set_ylabel("ILD dB (R/L)")
+    ax.set_xlabel("seconds")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"sequence {kept.get('sequence', '')}", fontsize=10)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
+    except OSError as e:
+        raise LivesenseError(f"--plot {out}: cannot write: {e}") from None
+    return out
 
 
 def format_table(res: EvalResult) -> Any:
@@ -182,8 +250,16 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         ),
     )
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
-    p.add_argument("--checkpoint", metavar="CKPT", help="BinauralFlow checkpoint (else DSP only)")
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="BinauralFlow checkpoint (default: the bundled small model)")  # fmt: skip
+    p.add_argument("--dsp-only", action="store_true", help="evaluate the DSP renderer only")
     p.add_argument("--nfe", type=int, default=None, metavar="N", help="network evaluations")
+    p.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="sampling noise scale (default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--plot", metavar="PNG",
+                   help="write spectrograms of target / neural / DSP for one sequence")  # fmt: skip
+    p.add_argument("--plot-sequence", default="", metavar="NAME",
+                   help="the sequence --plot shows (default: the first)")  # fmt: skip
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.add_argument("--max-seconds", type=float, default=None, metavar="S",
                    help="score only the first S seconds of each sequence")  # fmt: skip
@@ -195,16 +271,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``eval-binaural``; LivesenseErrors propagate (the CLI prints them on one line)."""
     from rich.console import Console
 
-    if args.checkpoint is None:
-        print("no --checkpoint: evaluating the DSP renderer only", file=sys.stderr)
+    checkpoint = args.checkpoint
+    if getattr(args, "dsp_only", False):
+        if checkpoint is not None:
+            raise ConfigError("--dsp-only and --checkpoint exclude each other")
+    elif checkpoint is None:
+        from livesense.models.binaural.checkpoint import bundled_checkpoint
+
+        checkpoint = bundled_checkpoint()
     res = evaluate_dataset(
         args.data,
-        checkpoint=args.checkpoint,
+        checkpoint=checkpoint,
         nfe=args.nfe,
         max_seconds=args.max_seconds,
         progress=not getattr(args, "no_progress", False) and sys.stderr.isatty(),
+        temperature=getattr(args, "temperature", None),
+        keep=args.plot_sequence if getattr(args, "plot", None) else None,
     )
     Console().print(format_table(res))
+    if getattr(args, "plot", None) and res.kept:
+        print(f"wrote {plot_renders(res.kept, args.plot)}", file=sys.stderr)
     if args.json:
         out = Path(args.json)
         try:

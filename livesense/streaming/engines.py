@@ -156,8 +156,9 @@ class NeuralEngine:
     """The BinauralFlow renderer: one model shared by all sessions; each session gets its own
     streaming state (buffer bank) and an NFE policy that lowers evaluations under load.
 
-    ``checkpoint`` is a directory or ``model.safetensors`` saved by the training code;
-    ``random_weights`` builds an untrained ``small`` model (meaningless audio, for testing).
+    ``checkpoint`` is a directory or ``model.safetensors`` saved by the training code (None:
+    the bundled ``small`` model of the demo room); ``random_weights`` (without a checkpoint)
+    builds an untrained ``small`` model instead (meaningless audio, for testing).
     """
 
     name = "neural"
@@ -169,7 +170,7 @@ class NeuralEngine:
         nfe: int | None = None,
         sample_rate: int = 48000,
     ):
-        from livesense.models.binaural import load_checkpoint, random_model
+        from livesense.models.binaural import bundled_checkpoint, load_checkpoint, random_model
 
         if checkpoint:
             self.model, self.config = load_checkpoint(checkpoint)
@@ -177,10 +178,7 @@ class NeuralEngine:
             self.model = random_model("small")
             self.config = self.model.config
         else:
-            raise ConfigError(
-                "the neural renderer needs --checkpoint DIR (saved by the training code), or "
-                "--random-weights for an untrained model whose audio is meaningless"
-            )
+            self.model, self.config = load_checkpoint(bundled_checkpoint())
         if self.config.sample_rate != sample_rate:
             raise ConfigError(
                 f"checkpoint renders {self.config.sample_rate} Hz, the session needs {sample_rate}"

@@ -678,8 +678,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     auth.add_argument("--no-auth", action="store_true", help="accept clients without a token")
     p.add_argument("--max-sessions", type=int, default=8, metavar="N", help="default 8")
     p.add_argument(
-        "--renderer", choices=("neural", "dsp"), default="dsp",
-        help="renderer for sessions that do not choose one (default dsp)",
+        "--renderer", choices=("neural", "dsp"), default="neural",
+        help="renderer for sessions that do not choose one: neural (default; the bundled "
+        "model unless --checkpoint) or dsp (direct-path HRTF, the cheapest)",
     )  # fmt: skip
     p.add_argument(
         "--vlm", default="none", metavar="MODEL|tiny|none",

@@ -13,7 +13,7 @@ import pytest
 from livesense.audio.dataset import BinauralDataset, read_wav_segment
 from livesense.audio.evaluate import add_eval_parser, cmd_eval, evaluate_dataset, render_neural
 from livesense.audio.metrics import METRIC_KEYS, evaluate_pair
-from livesense.errors import LivesenseError
+from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural.checkpoint import load_checkpoint, save_checkpoint
 from livesense.models.binaural.renderer import random_model
 
@@ -67,11 +67,37 @@ def test_dsp_only_and_max_seconds(
 ) -> None:
     data, _ = setup
     out = tmp_path / "r.json"
-    assert cmd_eval(_args(data=data, json=out, max_seconds=0.25)) == 0
+    assert cmd_eval(_args(data=data, json=out, max_seconds=0.25, dsp_only=True)) == 0
     doc = json.loads(out.read_text())
     assert doc["neural"] is None and set(doc["dsp"]) == set(METRIC_KEYS)
     assert doc["sequences"] == 2 and doc["seconds"] == pytest.approx(0.5)
-    assert "DSP renderer only" in capsys.readouterr().err
+    assert "neural (no checkpoint)" in capsys.readouterr().out
+
+
+def test_default_is_the_bundled_model_with_a_picture(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, _ = setup
+    out, png = tmp_path / "r.json", tmp_path / "fig" / "spec.png"
+    args = _args(data=data, json=out, max_seconds=0.25, plot=png, plot_sequence="seq_1")
+    assert cmd_eval(args) == 0
+    doc = json.loads(out.read_text())
+    assert doc["checkpoint"].endswith("binauralflow_small") and doc["nfe"] == 2
+    assert set(doc["neural"]) == set(METRIC_KEYS) and doc["temperature"] == 0.25
+    data_png = png.read_bytes()
+    assert data_png[:8] == b"\x89PNG\r\n\x1a\n" and len(data_png) > 20_000
+    with pytest.raises(ConfigError, match="--plot-sequence 'nope'"):
+        cmd_eval(_args(data=data, plot=png, plot_sequence="nope", dsp_only=True))
+
+
+def test_temperature_zero_is_deterministic(setup: tuple[Path, Path]) -> None:
+    data, ckpt = setup
+    a = evaluate_dataset(data, ckpt, nfe=1, max_seconds=0.2, temperature=0.0)
+    b = evaluate_dataset(data, ckpt, nfe=1, max_seconds=0.2)
+    assert a.temperature == 0.0 and b.temperature == 1.0
+    assert a.neural is not None and b.neural is not None and a.neural != b.neural
+    with pytest.raises(ConfigError, match="--temperature"):
+        evaluate_dataset(data, ckpt, temperature=-1.0)
 
 
 def test_metrics_match_a_direct_render(setup: tuple[Path, Path]) -> None:
@@ -112,3 +138,5 @@ def test_bad_inputs_give_clear_errors(setup: tuple[Path, Path], tmp_path: Path) 
         cmd_eval(_args(data=data, checkpoint=tmp_path / "missing"))
     with pytest.raises(LivesenseError, match="--nfe must be positive"):
         cmd_eval(_args(data=data, nfe=0))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        cmd_eval(_args(data=data, checkpoint=tmp_path / "x", dsp_only=True))

@@ -80,7 +80,7 @@ def test_replay_passthrough_reconstructs_audio(tmp_path):
 def test_replay_dsp_orbit_with_plot(tmp_path):
     out = tmp_path / "out"
     args = ["replay", str(SAMPLE), "--out", str(out), "--fast", "--quiet", "--orbit", "4", "--plot"]
-    assert main(args) == 0
+    assert main([*args, "--renderer", "dsp"]) == 0
     stats = json.loads((out / "stats.json").read_text())
     ref = read_audio(str(SAMPLE), sample_rate=48000)
     got = read_audio(str(out / "binaural.wav"), sample_rate=48000, channels=2)
@@ -99,11 +99,14 @@ def test_replay_dsp_orbit_with_plot(tmp_path):
 
 
 def test_replay_static_right_speaker(tmp_path):
+    """The default renderer: the bundled neural model of the demo room."""
     out = tmp_path / "o"
     args = ["replay", str(SAMPLE), "--out", str(out), "--fast", "--quiet", "--no-video"]
     assert main([*args, "--speaker-pose", "0,1.5,0"]) == 0
     got = read_audio(str(out / "binaural.wav"), sample_rate=48000, channels=2)
     assert np.mean(got[1] ** 2) > 2 * np.mean(got[0] ** 2)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["chunk_samples"] == 2048 and stats["latency_ms"] > 5  # neural timing
     with av.open(str(out / "output.mp4")) as c:
         assert [s.type for s in c.streams] == ["audio"]
 
@@ -115,7 +118,8 @@ def test_replay_static_right_speaker(tmp_path):
         (["--speaker-pose", "1,0,0,0,0,0,0"], "quaternion"),
         (["--speaker-pose", "1,2"], "x,y,z"),
         (["--poses", "/nonexistent/tx_positions.txt"], "tx_positions.txt"),
-        (["--hrtf", "/nonexistent/h.sofa"], "h.sofa"),
+        (["--renderer", "dsp", "--hrtf", "/nonexistent/h.sofa"], "h.sofa"),
+        (["--hrtf", "/nonexistent/h.sofa"], "--renderer dsp"),
         (["--speaker-pose", "0,0,0", "--orbit", "3"], "orbit"),
     ],
 )
@@ -228,6 +232,7 @@ def test_replay_with_tiny_vlm_writes_transcript_and_accuracy(tmp_path):
     )
     out = tmp_path / "out"
     args = ["replay", str(SAMPLE), "--out", str(out), "--fast", "--quiet", "--vlm", "tiny"]
+    args += ["--renderer", "dsp"]
     assert main([*args, "--questions", str(questions), "--segment-seconds", "3"]) == 0
     events = [json.loads(line) for line in (out / "transcript.jsonl").read_text().splitlines()]
     notes = [e for e in events if e["type"] == "note"]

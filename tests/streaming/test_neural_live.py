@@ -72,7 +72,9 @@ def test_replay_neural_random_weights_and_checkpoint(tmp_path, engine, make_clip
     clip = make_clip(tmp_path / "c.mp4", seconds=1.0)
     out = tmp_path / "o"
     args = ["replay", str(clip), "--out", str(out), "--fast", "--quiet", "--renderer", "neural"]
-    assert main(args) == 2  # no checkpoint, no --random-weights: a clear error
+    assert main(args) == 0  # no checkpoint: the bundled model
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["samples_out"] == 48000 and stats["latency_ms"] > 5  # the neural timing
     assert main([*args, "--random-weights", "--nfe", "1"]) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["samples_out"] == stats["samples_in"] == 48000
@@ -85,3 +87,14 @@ def test_replay_neural_random_weights_and_checkpoint(tmp_path, engine, make_clip
     b = read_audio(str(out2 / "binaural.wav"), 48000, 2)
     assert np.abs(a - b).max() < 1e-4  # the checkpoint renders what the model rendered
     assert main([*args, "--checkpoint", str(tmp_path / "missing")]) == 2
+
+
+def test_missing_bundled_checkpoint_is_a_clear_error(tmp_path, make_clip, monkeypatch, capsys):
+    import livesense.models.binaural.checkpoint as ck
+
+    monkeypatch.setattr(ck, "BUNDLED_CHECKPOINT", tmp_path / "gone")
+    clip = make_clip(tmp_path / "c.mp4", seconds=0.2)
+    assert main(["replay", str(clip), "--out", str(tmp_path / "o"), "--fast", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bundled BinauralFlow checkpoint is missing" in err and "--renderer dsp" in err
+    assert "Traceback" not in err

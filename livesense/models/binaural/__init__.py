@@ -10,7 +10,11 @@ speech from mono audio and speaker/listener poses, streamed chunk by chunk.
 - :mod:`.checkpoint` — safetensors + config.json
 """
 
-from livesense.models.binaural.checkpoint import load_checkpoint, save_checkpoint
+from livesense.models.binaural.checkpoint import (
+    bundled_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from livesense.models.binaural.config import BinauralFlowConfig
 from livesense.models.binaural.flow import FlowBatch, flow_matching_loss, train_step
 from livesense.models.binaural.renderer import (
@@ -34,6 +38,7 @@ __all__ = [
     "NfePolicy",
     "RenderStats",
     "SolverPlan",
+    "bundled_checkpoint",
     "flow_matching_loss",
     "load_checkpoint",
     "make_plan",

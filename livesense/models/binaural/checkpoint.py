@@ -19,8 +19,18 @@ from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural.config import BinauralFlowConfig
 from livesense.models.binaural.unet import BinauralFlowUNet
 
-__all__ = ["CONFIG_NAME", "FORMAT", "WEIGHTS_NAME", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "BUNDLED_CHECKPOINT",
+    "CONFIG_NAME",
+    "FORMAT",
+    "WEIGHTS_NAME",
+    "bundled_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
+# The shipped ``small`` model of the demo room (trained on synthetic data; see the README).
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "binauralflow_small"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT = "livesense.binauralflow"
@@ -110,3 +120,13 @@ def load_checkpoint(
         )
     model.load_state_dict(tensors)
     return model.to(device).eval(), cfg
+
+
+def bundled_checkpoint() -> Path:
+    """The shipped checkpoint's folder; a clear error if the installation lacks it."""
+    if not (BUNDLED_CHECKPOINT / WEIGHTS_NAME).is_file():
+        raise LivesenseError(
+            f"the bundled BinauralFlow checkpoint is missing ({BUNDLED_CHECKPOINT}); "
+            "reinstall livesense, pass --checkpoint DIR, or use --renderer dsp"
+        )
+    return BUNDLED_CHECKPOINT
