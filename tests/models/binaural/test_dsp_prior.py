@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -22,14 +20,6 @@ from livesense.streaming.testing import assert_causal, assert_offline_equals_chu
 SR = 48000
 HOP = 128
 TINY_DSP = BinauralFlowConfig.preset("tiny").replace(prior="dsp", sigma=0.05, t0=0.0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ reset, NFE degradation and the DSP fallback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -25,15 +23,6 @@ from livesense.streaming.testing import assert_causal, assert_offline_equals_chu
 SR = 48000
 HOP = 128
 OVERLAP = 384
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """2 shared cores: one intra-op thread avoids spin-wait thrashing."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

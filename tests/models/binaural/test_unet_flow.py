@@ -4,10 +4,8 @@ matching (representation, loss, an overfit run)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
-import pytest
 import torch
 
 from livesense.audio.stft import StreamingSTFT
@@ -23,15 +21,6 @@ from livesense.models.binaural.flow import (
 )
 from livesense.models.binaural.layers import StreamState
 from livesense.models.binaural.renderer import random_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """2 shared cores: one intra-op thread avoids spin-wait thrashing and keeps timing stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _inputs(cfg: BinauralFlowConfig, frames: int, seed: int = 0):
