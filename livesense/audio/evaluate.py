@@ -187,7 +187,7 @@ def plot_renders(kept: dict[str, Any], out: str | Path, seconds: float = 4.0) ->
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from livesense.audio.plot import power_spectrogram
+    from livesense.audio.plot import ild_over_time, power_spectrogram
 
     rows = [(k, kept[k]) for k in ("target", "neural", "dsp") if kept.get(k) is not None]
     labels = {"target": "target (demo room)", "neural": "neural", "dsp": "DSP (direct HRTF)"}
@@ -196,7 +196,6 @@ def plot_renders(kept: dict[str, Any], out: str | Path, seconds: float = 4.0) ->
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows) + 1, 1, sharex=True)
     n_fft, hop = 1024, 256
-    ild_curves = []
     for ax, (key, x) in zip(axes, rows, strict=False):
         frames, p = power_spectrogram(np.asarray(x)[:, :n], n_fft, hop)  # (2, frames, bins)
         db = 10 * np.log10(p[0].T + 1e-10)  # (bins, frames)
@@ -206,10 +205,10 @@ def plot_renders(kept: dict[str, Any], out: str | Path, seconds: float = 4.0) ->
         ax.set_ylim(0, 16)
         ax.set_ylabel("kHz")
         ax.set_title(f"{labels[key]}: left ear", fontsize=9, loc="left")
-        power = p[:, :, 8:].sum(axis=-1)  # (2, frames): above 375 Hz
-        ild_curves.append((key, t, 10 * np.log10((power[1] + 1e-10) / (power[0] + 1e-10))))
     ax = axes[-1]
-    for key, t, ild in ild_curves:
+    for key, x in rows:
+        band = (375.0, SAMPLE_RATE / 2)
+        t, ild = ild_over_time(np.asarray(x)[:, :n], SAMPLE_RATE, band, hop, n_fft, smooth_s=0.0)
         ax.plot(t, ild, label=labels[key], lw=1)
     ax.set_ylabel("ILD dB (R/L)")
     ax.set_xlabel("seconds")
