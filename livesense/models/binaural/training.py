@@ -34,7 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from livesense.audio.dataset import BinauralDataset, list_sequences, poses_at_samples
+from livesense.audio.dataset import (
+    BinauralDataset,
+    list_sequences,
+    poses_at_samples,
+    read_wav_segment,
+)
+from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
+from livesense.audio.hrtf import load_hrirs
 from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from livesense.models.binaural.config import BinauralFlowConfig
@@ -141,25 +148,19 @@ class DspRenders:
     (not rendered from the crop start, which would miss the delay line's history)."""
 
     def __init__(self, ds: BinauralDataset, cfg: BinauralFlowConfig):
-        from livesense.audio.dataset import read_wav_segment
-        from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
-        from livesense.audio.hrtf import load_hrirs
-
-        self._ds, self._cfg = ds, cfg
-        self._read = read_wav_segment
-        self._make = lambda tx, rx: DspBinauralRenderer(
-            tx, rx, hrirs=self._hrirs, config=DspRendererConfig(sample_rate=cfg.sample_rate)
-        )
+        self._ds = ds
         self._hrirs = load_hrirs(None, cfg.sample_rate)
+        self._config = DspRendererConfig(sample_rate=cfg.sample_rate)
         self._cache: dict[int, np.ndarray] = {}
 
     def get(self, sequence: int) -> np.ndarray:
         """The DSP render ``(2, n)`` float32 of sequence number ``sequence``."""
         if sequence not in self._cache:
             info = self._ds.sequences[sequence]
-            mono = self._read(info.path / "mono.wav", 0, info.n_samples)
+            mono = read_wav_segment(info.path / "mono.wav", 0, info.n_samples)
             tx, rx = self._ds.trajectories(sequence)
-            self._cache[sequence] = np.asarray(self._make(tx, rx).process(mono), np.float32)
+            dsp = DspBinauralRenderer(tx, rx, hrirs=self._hrirs, config=self._config)
+            self._cache[sequence] = np.asarray(dsp.process(mono), np.float32)
         return self._cache[sequence]
 
 
