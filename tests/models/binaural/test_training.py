@@ -156,6 +156,24 @@ def test_batch_poses_follow_the_frames(trained: tuple[Path, Path, object]) -> No
     assert torch.allclose(b.poses[:, 7:10], torch.zeros(2, 3, 10))
 
 
+def test_dsp_prior_batches_carry_crops_of_the_whole_sequence_render(
+    trained: tuple[Path, Path, object],
+) -> None:
+    from livesense.audio.dataset import BinauralDataset, read_wav_segment
+    from livesense.audio.dsp_renderer import DspBinauralRenderer
+
+    data, _, _ = trained
+    ds = BinauralDataset(data / "val", 1280, random_crop=False)
+    cfg = load_checkpoint(trained[1])[1].replace(prior="dsp")
+    b = make_batch(ds, [0, 1], cfg)
+    assert b.dsp is not None and b.dsp.shape == b.binaural.shape
+    info = ds.sequences[0]
+    tx, rx = ds.trajectories(0)
+    full = DspBinauralRenderer(tx, rx).process(read_wav_segment(info.path / "mono.wav", 0, 2560))
+    assert np.abs(b.dsp[1].numpy() - full[:, 1280:2560]).max() < 1e-6  # item 1 starts at 1280
+    assert make_batch(ds, [0], cfg.replace(prior="mono")).dsp is None
+
+
 def _args(**kw: object) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers(dest="command"))
