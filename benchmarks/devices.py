@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from livesense.streaming.virtual_audio import pulse_available, start_virtual_pulse
+from livesense.live.virtual_audio import pulse_available, start_virtual_pulse
 
 SECONDS = float(os.environ.get("LIVESENSE_BENCH_SECONDS", "30"))
 SR = 48000
 
 
 def talk(path: Path, seconds: float) -> None:
-    from livesense.audio.io import write_wav
+    from livesense.media.wav import write_wav
 
     t = np.arange(int(seconds * SR)) / SR
     x = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))

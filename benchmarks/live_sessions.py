@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from livesense.audio.geometry import Pose
-from livesense.client import LiveClient
-from livesense.streaming.protocol import StartConfig
+from livesense.live.server.client import LiveClient
+from livesense.live.server.protocol import StartConfig
 
 CHUNK = 480
 

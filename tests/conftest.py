@@ -104,7 +104,7 @@ def portaudio_available() -> bool:
 
 def _start_pulse(root: Path):
     from livesense.errors import LivesenseError
-    from livesense.streaming.virtual_audio import start_virtual_pulse
+    from livesense.live.virtual_audio import start_virtual_pulse
 
     try:
         return start_virtual_pulse(root)
@@ -120,7 +120,7 @@ def pulse(tmp_path: Path):
         pytest.skip("needs pulseaudio pulseaudio-utils libasound2-plugins libportaudio2")
     proc, env = _start_pulse(tmp_path)
     wav = tmp_path / "talk.wav"
-    from livesense.audio.io import write_wav
+    from livesense.media.wav import write_wav
 
     t = np.arange(20 * 48000) / 48000
     talk = 0.3 * np.sin(2 * np.pi * 440 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t))
@@ -142,7 +142,7 @@ def _write_fake_sequence(
     left 0.8 x mono delayed 3 samples, right 0.4 x delayed 12; speaker 1.5 m ahead drifting
     right; with ``rx`` a slowly turning listener."""
     from livesense.audio.geometry import yaw_quaternion
-    from livesense.audio.io import write_wav
+    from livesense.media.wav import write_wav
 
     sr = 48000
     folder.mkdir(parents=True)

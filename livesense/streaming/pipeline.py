@@ -21,10 +21,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from livesense.audio.io import WavWriter
+from livesense.media.wav import WavWriter
 from livesense.streaming.frames import AudioChunk, PoseUpdate, VideoFrame
 from livesense.streaming.processor import StreamProcessor
-from livesense.streaming.sinks import Mp4Writer
+from livesense.media.mp4 import Mp4Writer
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from livesense.buffers.frame_ring import FrameRing
-from livesense.models.vlm.backend import FrameFeatures, VlmBackend
+from livesense.models.vlm.base import FrameFeatures, VlmBackend
 from livesense.models.vlm.cache import Kind
 from livesense.streaming.frames import Question, TextEvent, VideoFrame
 from livesense.video.memory import MemoryConfig, SegmentMemory, SegmentNote
@@ -510,7 +510,7 @@ def run_reasoner_on_file(
     """Replay a video file through a :class:`VideoReasoner`; questions are asked when the
     stream reaches their time. Offline (``realtime=False``) the replay waits for the reasoner
     instead of dropping frames; ``realtime=True`` paces by pts (frames may drop)."""
-    from livesense.video.decode import iter_video_frames
+    from livesense.media.video import iter_video_frames
 
     cfg = config or ReasonerConfig()
     r = VideoReasoner(backend, cfg, on_event=on_event).start()

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
-from livesense.models.vlm.backend import VlmBackend
+from livesense.models.vlm.base import VlmBackend
 from livesense.streaming.frames import AudioChunk, Question, TextEvent, VideoFrame
 from livesense.video.questions import compute_accuracy, write_accuracy
 from livesense.video.reasoner import ReasonerConfig, ReasonerStats, TranscriptWriter, VideoReasoner

@@ -10,7 +10,7 @@ import torch
 
 from livesense.audio.dataset import BinauralDataset, read_wav_segment, wav_info
 from livesense.audio.geometry import direction_angles, quat_rotate, yaw_quaternion
-from livesense.audio.io import write_wav
+from livesense.media.wav import write_wav
 from livesense.errors import LivesenseError, MediaError
 
 SR = 48000

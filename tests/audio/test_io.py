@@ -9,14 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livesense.audio.io import (
-    WavWriter,
-    iter_audio_chunks,
-    open_container,
-    probe,
-    read_audio,
-    write_wav,
-)
+from livesense.media.audio import iter_audio_chunks, read_audio
+from livesense.media.container import open_container, probe
+from livesense.media.wav import WavWriter, write_wav
 from livesense.errors import MediaError
 
 

@@ -12,7 +12,7 @@ import pytest
 from livesense.audio import synth
 from livesense.audio.dataset import wav_info
 from livesense.audio.geometry import quat_rotate
-from livesense.audio.io import write_wav
+from livesense.media.wav import write_wav
 from livesense.audio.room import RoomConfig
 from livesense.audio.synth import VOICE_SPLITS, main, random_trajectory
 

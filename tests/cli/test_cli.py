@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from livesense.audio.io import read_audio
+from livesense.media.audio import read_audio
 from livesense.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "livesense" / "assets" / "sample.mp4"

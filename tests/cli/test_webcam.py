@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from livesense.errors import MediaError
-from livesense.streaming.camera import CameraSpec
+from livesense.live.camera import CameraSpec
 
 CAMERA = "lavfi:testsrc2=size=160x120:rate=10"
 
@@ -94,7 +94,7 @@ def test_webcam_with_mic_runs_both_models(pulse):
         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    from livesense.audio.io import read_audio
+    from livesense.media.audio import read_audio
 
     audio = read_audio(str(rec / "binaural.wav"), sample_rate=48000, channels=2)
     # The devices open while the camera already runs (a second or two on a busy machine).

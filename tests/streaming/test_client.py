@@ -12,8 +12,8 @@ import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.audio.io import read_audio
-from livesense.client import (
+from livesense.media.audio import read_audio
+from livesense.live.server.client import (
     ClientError,
     ClientOptions,
     LiveClient,
@@ -21,9 +21,9 @@ from livesense.client import (
     main,
     stream_file,
 )
-from livesense.streaming.engines import FakeReasoner
-from livesense.streaming.protocol import StartConfig
-from livesense.streaming.server import ServerConfig, ServerThread
+from livesense.live.engines import FakeReasoner
+from livesense.live.server.protocol import StartConfig
+from livesense.live.server.app import ServerConfig, ServerThread
 
 TOKEN = "tok"
 

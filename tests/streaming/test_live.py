@@ -16,8 +16,8 @@ import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.audio.io import read_audio
-from livesense.streaming.live import LiveAudioConfig, LiveAudioSession
+from livesense.media.audio import read_audio
+from livesense.live.mic import LiveAudioConfig, LiveAudioSession
 
 SR = 48000
 
@@ -109,7 +109,7 @@ def test_missing_portaudio_is_a_clear_error(monkeypatch):
     import builtins
 
     from livesense.errors import LivesenseError
-    from livesense.streaming import devices
+    from livesense.live import devices
 
     real_import = builtins.__import__
 

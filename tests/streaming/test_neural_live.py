@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from livesense.audio.geometry import Pose
-from livesense.audio.io import read_audio
+from livesense.media.audio import read_audio
 from livesense.cli import main
-from livesense.client import LiveClient
+from livesense.live.server.client import LiveClient
 from livesense.models.binaural import NeuralBinauralRenderer, save_checkpoint
-from livesense.streaming.engines import BlockRenderer, NeuralEngine
-from livesense.streaming.protocol import StartConfig
-from livesense.streaming.server import ServerConfig, ServerThread
+from livesense.live.engines import BlockRenderer, NeuralEngine
+from livesense.live.server.protocol import StartConfig
+from livesense.live.server.app import ServerConfig, ServerThread
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livesense.streaming.protocol import (
+from livesense.live.server.protocol import (
     HEADER_SIZE,
     AskMessage,
     ErrorCode,

@@ -21,8 +21,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.streaming.engines import DspEngine, FakeReasoner, SessionRenderer
-from livesense.streaming.protocol import (
+from livesense.live.engines import DspEngine, FakeReasoner, SessionRenderer
+from livesense.live.server.protocol import (
     Kind,
     StartConfig,
     decode_audio,
@@ -30,8 +30,8 @@ from livesense.streaming.protocol import (
     pack_frame,
     unpack_frame,
 )
-from livesense.streaming.server import ServerConfig, ServerThread
-from livesense.streaming.session import SessionLimits
+from livesense.live.server.app import ServerConfig, ServerThread
+from livesense.live.server.session import SessionLimits
 
 TOKEN = "secret-token"
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")

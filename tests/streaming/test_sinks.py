@@ -9,11 +9,12 @@ import av
 import numpy as np
 import pytest
 
-from livesense.audio.io import probe, read_audio
+from livesense.media.audio import read_audio
+from livesense.media.container import probe
 from livesense.errors import MediaError
 from livesense.streaming.frames import AudioChunk, VideoFrame
-from livesense.streaming.sinks import Mp4Writer
-from livesense.video.decode import iter_video_frames
+from livesense.media.mp4 import Mp4Writer
+from livesense.media.video import iter_video_frames
 
 RATE = 48000
 

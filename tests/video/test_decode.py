@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import livesense
-from livesense.audio.io import probe, read_audio
+from livesense.media.audio import read_audio
+from livesense.media.container import probe
 from livesense.errors import MediaError
-from livesense.video.decode import has_video, iter_video_frames, scaled_size
+from livesense.media.video import has_video, iter_video_frames, scaled_size
 
 SAMPLE = Path(livesense.__file__).parent / "assets" / "sample.mp4"
 

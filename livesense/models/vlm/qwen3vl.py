@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from livesense.models.vlm.backend import Chunk, FrameFeatures, VlmBackend
+from livesense.models.vlm.base import Chunk, FrameFeatures, VlmBackend
 from livesense.video.sampler import resize_rgb
 
 __all__ = ["Qwen3VLBackend", "fit_to_factor"]

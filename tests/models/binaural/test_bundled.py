@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from livesense.audio.evaluate import evaluate_dataset
+from livesense.models.binaural.evaluation import evaluate_dataset
 from livesense.cli import main
 from livesense.models.binaural import bundled_checkpoint, load_checkpoint
 

@@ -13,7 +13,7 @@ import av
 import av.container
 import numpy as np
 
-from livesense.audio.io import PathLike, media_error
+from livesense.media.container import media_error, PathLike
 from livesense.errors import MediaError
 from livesense.streaming.frames import AudioChunk, VideoFrame
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from livesense.audio.geometry import Pose
 from livesense.errors import ConfigError, LivesenseError, MediaError
-from livesense.streaming.protocol import (
+from livesense.live.server.protocol import (
     Kind,
     StartConfig,
     decode_audio,
@@ -319,7 +319,7 @@ def _jpeg(img: np.ndarray, quality: int) -> bytes:
 
 
 def _video_jpegs(path: str, opts: ClientOptions) -> Iterator[tuple[float, bytes]]:
-    from livesense.video.decode import iter_video_frames
+    from livesense.media.video import iter_video_frames
 
     with iter_video_frames(path, fps=opts.fps, max_size=opts.max_size) as frames:
         for f in frames:
@@ -338,8 +338,8 @@ async def stream_file(
     path: str | os.PathLike, url: str, opts: ClientOptions, token: str | None = None
 ) -> ClientResult:
     """Replay ``path`` (audio + optional video) through a session; return what came back."""
-    from livesense.audio.io import iter_audio_chunks
-    from livesense.video.decode import has_video
+    from livesense.media.audio import iter_audio_chunks
+    from livesense.media.video import has_video
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -403,7 +403,7 @@ async def stream_file(
 
 def save_result(res: ClientResult, out_dir: str | os.PathLike) -> None:
     """Write ``binaural.wav``, ``transcript.jsonl`` and ``stats.json`` into ``out_dir``."""
-    from livesense.audio.io import write_wav
+    from livesense.media.wav import write_wav
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

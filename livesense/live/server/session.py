@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from livesense.buffers import Arrival, FrameRing, JitterBuffer
-from livesense.streaming.engines import ReasonerHandle, RendererEngine, SessionRenderer
+from livesense.live.engines import ReasonerHandle, RendererEngine, SessionRenderer
 from livesense.streaming.frames import Question, TextEvent, VideoFrame
-from livesense.streaming.protocol import (
+from livesense.live.server.protocol import (
     ErrorCode,
     Kind,
     PoseMessage,

@@ -17,7 +17,7 @@ import av.container
 import av.stream
 import numpy as np
 
-from livesense.audio.io import PathLike, open_container, tolerant_frames
+from livesense.media.container import open_container, PathLike, tolerant_frames
 from livesense.errors import MediaError
 from livesense.streaming.frames import VideoFrame
 

@@ -173,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _add_mic_parser(sub)
     _add_webcam_parser(sub)
-    from livesense.client import add_client_parser
-    from livesense.streaming.server import add_serve_parser
+    from livesense.live.server.client import add_client_parser
+    from livesense.live.server.app import add_serve_parser
 
     p_serve = add_serve_parser(sub)
     _add_neural_options(p_serve.add_argument_group("neural renderer"))
     add_client_parser(sub)
-    from livesense.audio.evaluate import add_eval_parser
+    from livesense.models.binaural.evaluation import add_eval_parser
     from livesense.audio.synth import add_synth_parser
     from livesense.models.binaural.training import add_train_parser
 
@@ -343,7 +343,7 @@ def _add_mic_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from livesense.audio.io import probe
+    from livesense.media.container import probe
 
     info = probe(args.file)
     if args.json:
@@ -357,7 +357,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _neural_renderer(args: argparse.Namespace, speaker, listener, sample_rate: int):
-    from livesense.streaming.engines import NeuralEngine
+    from livesense.live.engines import NeuralEngine
 
     if args.random_weights and not args.checkpoint:
         print(
@@ -472,7 +472,7 @@ def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool):
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from livesense.streaming.pipeline import ReplayPipeline
-    from livesense.streaming.sources import FileReplaySource, ReplayConfig
+    from livesense.live.replay import FileReplaySource, ReplayConfig
 
     if args.chunk_ms is None:
         args.chunk_ms = 2048_000 / args.sample_rate if args.renderer == "neural" else 10.0
@@ -536,7 +536,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 stats.outputs.extend(done["outputs"])
                 stats.save(out_dir / "stats.json")
     if args.plot and stats.samples_out > 0:
-        from livesense.audio.io import read_audio
+        from livesense.media.audio import read_audio
         from livesense.audio.plot import plot_binaural
 
         rendered = read_audio(
@@ -624,8 +624,8 @@ class _KeyControl:
 
 
 def _cmd_mic(args: argparse.Namespace) -> int:
-    from livesense.streaming.devices import describe_devices, resolve_device
-    from livesense.streaming.live import LiveAudioConfig, LiveAudioSession
+    from livesense.live.devices import describe_devices, resolve_device
+    from livesense.live.mic import LiveAudioConfig, LiveAudioSession
 
     if args.list_devices:
         print(describe_devices())
@@ -724,7 +724,7 @@ class _EventView:
 
 def _cmd_webcam(args: argparse.Namespace) -> int:
     from livesense.models.vlm import load_vlm
-    from livesense.streaming.camera import CameraSource, CameraSpec
+    from livesense.live.camera import CameraSource, CameraSpec
     from livesense.streaming.frames import Question
     from livesense.video.reasoner import ReasonerConfig, TranscriptWriter, VideoReasoner
 
@@ -736,8 +736,8 @@ def _cmd_webcam(args: argparse.Namespace) -> int:
         record.mkdir(parents=True, exist_ok=True)
     session = None
     if args.mic:
-        from livesense.streaming.devices import resolve_device
-        from livesense.streaming.live import LiveAudioConfig, LiveAudioSession
+        from livesense.live.devices import resolve_device
+        from livesense.live.mic import LiveAudioConfig, LiveAudioSession
 
         in_dev, out_dev = resolve_device(args.input, "input"), resolve_device(args.output, "output")
         renderer, _, _ = _build_renderer(args, 48000)
@@ -837,8 +837,8 @@ def _progress_bar():
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from livesense.streaming import engines
-    from livesense.streaming.server import cmd_serve
+    from livesense.live import engines
+    from livesense.live.server.app import cmd_serve
 
     if args.random_weights and not args.checkpoint:
         print("*** livesense: UNTRAINED neural renderer (--random-weights) ***", file=sys.stderr)
@@ -870,13 +870,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from livesense.audio.evaluate import cmd_eval
+    from livesense.models.binaural.evaluation import cmd_eval
 
     return cmd_eval(args)
 
 
 def _cmd_client(args: argparse.Namespace) -> int:
-    from livesense.client import cmd_client
+    from livesense.live.server.client import cmd_client
 
     return cmd_client(args)
 

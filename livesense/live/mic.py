@@ -26,7 +26,7 @@ import numpy as np
 
 from livesense.audio.geometry import Pose
 from livesense.buffers.audio_ring import AudioRing, OverflowPolicy, RingError
-from livesense.streaming.devices import DeviceError, import_sounddevice
+from livesense.live.devices import DeviceError, import_sounddevice
 from livesense.streaming.frames import AudioChunk, PoseUpdate
 from livesense.streaming.pipeline import StreamPipeline, WavSink
 from livesense.streaming.processor import StreamProcessor

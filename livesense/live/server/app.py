@@ -5,7 +5,7 @@ and video paths), a sender task (drains one outgoing queue), a stats task. Rende
 shared :class:`AudioWorkers` threads, JPEG decoding and the reasoner on a shared video pool.
 One renderer engine (HRIR set / neural model) and one reasoner engine per process.
 
-HTTP on the same port: ``/`` serves the browser client (``livesense/web/``), ``/healthz``
+HTTP on the same port: ``/`` serves the browser client (``livesense/live/server/web/``), ``/healthz``
 reports the session count, and ``/v1/session`` upgrades to a websocket after the token
 (``?token=``, constant-time compare; HTTP 401) and the Origin allowlist (HTTP 403) pass.
 """
@@ -37,10 +37,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from livesense.errors import ConfigError, LivesenseError
-from livesense.streaming import engines
-from livesense.streaming.engines import ReasonerEngine, RendererEngine
+from livesense.live import engines
+from livesense.live.engines import ReasonerEngine, RendererEngine
 from livesense.streaming.frames import Question
-from livesense.streaming.protocol import (
+from livesense.live.server.protocol import (
     PATH,
     PROTOCOL_VERSION,
     AskMessage,
@@ -56,7 +56,7 @@ from livesense.streaming.protocol import (
     parse_start,
     unpack_frame,
 )
-from livesense.streaming.session import (
+from livesense.live.server.session import (
     AudioPath,
     AudioWorkers,
     SessionLimits,
@@ -68,7 +68,7 @@ __all__ = ["LiveServer", "ServerConfig", "ServerThread", "add_serve_parser", "cm
 
 log = logging.getLogger(__name__)
 
-WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+WEB_ROOT = Path(__file__).resolve().parent / "web"
 CLOSE_TRY_AGAIN = 1013
 CLOSE_POLICY = 1008
 CLOSE_ERROR = 1011

@@ -10,10 +10,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from livesense.audio.io import iter_audio_chunks, probe
+from livesense.media.audio import iter_audio_chunks
+from livesense.media.container import probe
 from livesense.streaming.clock import PtsPacer
 from livesense.streaming.frames import AudioChunk, VideoFrame
-from livesense.video.decode import iter_video_frames
+from livesense.media.video import iter_video_frames
 
 _END = object()
 

@@ -6,7 +6,7 @@ and creates a :class:`SessionRenderer` (per-session streaming state) for each se
 
 Plugging in other engines (done by the CLI wiring, never at import time)::
 
-    from livesense.streaming import engines
+    from livesense.live import engines
     engines.register_renderer("neural", lambda: MyNeuralEngine(preset="small"))
     engines.register_reasoner("tiny", lambda: engines.VideoReasonerEngine(make_reasoner))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from livesense.errors import MediaError
 from livesense.streaming.clock import PtsPacer
 from livesense.streaming.frames import VideoFrame
-from livesense.video.decode import iter_video_frames
+from livesense.media.video import iter_video_frames
 
 
 @dataclass(frozen=True)

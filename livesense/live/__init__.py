@@ -1,0 +1,1 @@
+"""The real-time top floor: engines, file replay, microphone/camera devices, the server."""

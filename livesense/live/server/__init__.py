@@ -1,0 +1,1 @@
+"""Live sessions over websockets: protocol, app, sessions, media paths, client, web page."""
