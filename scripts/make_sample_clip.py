@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from livesense.media.audio import read_audio
-from livesense.streaming.frames import VideoFrame
 from livesense.media.mp4 import Mp4Writer
+from livesense.streaming.frames import VideoFrame
 
 WIDTH, HEIGHT, FPS, SECONDS, RATE = 320, 240, 15, 10.0, 48000
 SPEECH_START = 0.5  # seconds

@@ -45,10 +45,10 @@ from livesense.audio.geometry import (
     yaw_quaternion,
 )
 from livesense.audio.hrtf import HrirSet, load_hrirs
-from livesense.media.audio import read_audio
-from livesense.media.wav import write_wav
 from livesense.audio.room import RoomConfig, render_room
 from livesense.errors import ConfigError, LivesenseError, MediaError
+from livesense.media.audio import read_audio
+from livesense.media.wav import write_wav
 from livesense.progress import count_progress
 
 __all__ = [

@@ -173,14 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _add_mic_parser(sub)
     _add_webcam_parser(sub)
-    from livesense.live.server.client import add_client_parser
     from livesense.live.server.app import add_serve_parser
+    from livesense.live.server.client import add_client_parser
 
     p_serve = add_serve_parser(sub)
     _add_neural_options(p_serve.add_argument_group("neural renderer"))
     add_client_parser(sub)
-    from livesense.models.binaural.evaluation import add_eval_parser
     from livesense.audio.synth import add_synth_parser
+    from livesense.models.binaural.evaluation import add_eval_parser
     from livesense.models.binaural.training import add_train_parser
 
     add_synth_parser(sub)
@@ -471,8 +471,8 @@ def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool):
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from livesense.streaming.pipeline import ReplayPipeline
     from livesense.live.replay import FileReplaySource, ReplayConfig
+    from livesense.streaming.pipeline import ReplayPipeline
 
     if args.chunk_ms is None:
         args.chunk_ms = 2048_000 / args.sample_rate if args.renderer == "neural" else 10.0
@@ -536,8 +536,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 stats.outputs.extend(done["outputs"])
                 stats.save(out_dir / "stats.json")
     if args.plot and stats.samples_out > 0:
-        from livesense.media.audio import read_audio
         from livesense.audio.plot import plot_binaural
+        from livesense.media.audio import read_audio
 
         rendered = read_audio(
             str(out_dir / pipeline.audio_name), sample_rate=args.sample_rate, channels=2
@@ -723,8 +723,8 @@ class _EventView:
 
 
 def _cmd_webcam(args: argparse.Namespace) -> int:
-    from livesense.models.vlm import load_vlm
     from livesense.live.camera import CameraSource, CameraSpec
+    from livesense.models.vlm import load_vlm
     from livesense.streaming.frames import Question
     from livesense.video.reasoner import ReasonerConfig, TranscriptWriter, VideoReasoner
 

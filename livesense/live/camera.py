@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livesense.errors import MediaError
+from livesense.media.video import iter_video_frames
 from livesense.streaming.clock import PtsPacer
 from livesense.streaming.frames import VideoFrame
-from livesense.media.video import iter_video_frames
 
 
 @dataclass(frozen=True)

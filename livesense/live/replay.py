@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from livesense.media.audio import iter_audio_chunks
 from livesense.media.container import probe
+from livesense.media.video import iter_video_frames
 from livesense.streaming.clock import PtsPacer
 from livesense.streaming.frames import AudioChunk, VideoFrame
-from livesense.media.video import iter_video_frames
 
 _END = object()
 

@@ -13,8 +13,8 @@ import av
 import av.container
 import numpy as np
 
-from livesense.media.container import media_error, PathLike
 from livesense.errors import MediaError
+from livesense.media.container import PathLike, media_error
 from livesense.streaming.frames import AudioChunk, VideoFrame
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import av.container
 import av.stream
 import numpy as np
 
-from livesense.media.container import open_container, PathLike, tolerant_frames
 from livesense.errors import MediaError
+from livesense.media.container import PathLike, open_container, tolerant_frames
 from livesense.streaming.frames import VideoFrame
 
 log = logging.getLogger(__name__)

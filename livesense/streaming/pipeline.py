@@ -21,10 +21,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from livesense.media.mp4 import Mp4Writer
 from livesense.media.wav import WavWriter
 from livesense.streaming.frames import AudioChunk, PoseUpdate, VideoFrame
 from livesense.streaming.processor import StreamProcessor
-from livesense.media.mp4 import Mp4Writer
 
 
 @dataclass

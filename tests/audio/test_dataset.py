@@ -10,8 +10,8 @@ import torch
 
 from livesense.audio.dataset import BinauralDataset, read_wav_segment, wav_info
 from livesense.audio.geometry import direction_angles, quat_rotate, yaw_quaternion
-from livesense.media.wav import write_wav
 from livesense.errors import LivesenseError, MediaError
+from livesense.media.wav import write_wav
 
 SR = 48000
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from livesense.audio.dataset import BinauralDataset, read_wav_segment
+from livesense.audio.metrics import METRIC_KEYS, evaluate_pair
+from livesense.errors import ConfigError, LivesenseError
+from livesense.models.binaural.checkpoint import load_checkpoint, save_checkpoint
 from livesense.models.binaural.evaluation import (
     add_eval_parser,
     cmd_eval,
     evaluate_dataset,
     render_neural,
 )
-from livesense.audio.metrics import METRIC_KEYS, evaluate_pair
-from livesense.errors import ConfigError, LivesenseError
-from livesense.models.binaural.checkpoint import load_checkpoint, save_checkpoint
 from livesense.models.binaural.renderer import random_model
 
 SR = 48000

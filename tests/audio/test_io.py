@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from livesense.errors import MediaError
 from livesense.media.audio import iter_audio_chunks, read_audio
 from livesense.media.container import open_container, probe
 from livesense.media.wav import WavWriter, write_wav
-from livesense.errors import MediaError
 
 
 def peak_hz(x: np.ndarray, rate: int) -> float:

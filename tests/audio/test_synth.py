@@ -12,9 +12,9 @@ import pytest
 from livesense.audio import synth
 from livesense.audio.dataset import wav_info
 from livesense.audio.geometry import quat_rotate
-from livesense.media.wav import write_wav
 from livesense.audio.room import RoomConfig
 from livesense.audio.synth import VOICE_SPLITS, main, random_trajectory
+from livesense.media.wav import write_wav
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from livesense.media.audio import read_audio
 from livesense.cli import main
+from livesense.media.audio import read_audio
 
 SAMPLE = Path(__file__).resolve().parents[2] / "livesense" / "assets" / "sample.mp4"
 

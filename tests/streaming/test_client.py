@@ -12,7 +12,8 @@ import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.media.audio import read_audio
+from livesense.live.engines import FakeReasoner
+from livesense.live.server.app import ServerConfig, ServerThread
 from livesense.live.server.client import (
     ClientError,
     ClientOptions,
@@ -21,9 +22,8 @@ from livesense.live.server.client import (
     main,
     stream_file,
 )
-from livesense.live.engines import FakeReasoner
 from livesense.live.server.protocol import StartConfig
-from livesense.live.server.app import ServerConfig, ServerThread
+from livesense.media.audio import read_audio
 
 TOKEN = "tok"
 

@@ -16,8 +16,8 @@ import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.media.audio import read_audio
 from livesense.live.mic import LiveAudioConfig, LiveAudioSession
+from livesense.media.audio import read_audio
 
 SR = 48000
 

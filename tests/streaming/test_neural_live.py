@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from livesense.audio.geometry import Pose
-from livesense.media.audio import read_audio
 from livesense.cli import main
-from livesense.live.server.client import LiveClient
-from livesense.models.binaural import NeuralBinauralRenderer, save_checkpoint
 from livesense.live.engines import BlockRenderer, NeuralEngine
-from livesense.live.server.protocol import StartConfig
 from livesense.live.server.app import ServerConfig, ServerThread
+from livesense.live.server.client import LiveClient
+from livesense.live.server.protocol import StartConfig
+from livesense.media.audio import read_audio
+from livesense.models.binaural import NeuralBinauralRenderer, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import numpy as np
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
+from livesense.live.mic import LiveAudioConfig, LiveAudioSession
 from livesense.media.audio import read_audio
 from livesense.streaming.frames import AudioChunk, PoseUpdate
-from livesense.live.mic import LiveAudioConfig, LiveAudioSession
 from livesense.streaming.pipeline import StreamPipeline, WavSink
 
 SR = 48000

@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
 from livesense.live.engines import DspEngine, FakeReasoner, SessionRenderer
+from livesense.live.server.app import ServerConfig, ServerThread
 from livesense.live.server.protocol import (
     Kind,
     StartConfig,
@@ -30,7 +31,6 @@ from livesense.live.server.protocol import (
     pack_frame,
     unpack_frame,
 )
-from livesense.live.server.app import ServerConfig, ServerThread
 from livesense.live.server.session import SessionLimits
 
 TOKEN = "secret-token"

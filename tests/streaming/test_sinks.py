@@ -9,12 +9,12 @@ import av
 import numpy as np
 import pytest
 
+from livesense.errors import MediaError
 from livesense.media.audio import read_audio
 from livesense.media.container import probe
-from livesense.errors import MediaError
-from livesense.streaming.frames import AudioChunk, VideoFrame
 from livesense.media.mp4 import Mp4Writer
 from livesense.media.video import iter_video_frames
+from livesense.streaming.frames import AudioChunk, VideoFrame
 
 RATE = 48000
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import livesense
+from livesense.errors import MediaError
 from livesense.media.audio import read_audio
 from livesense.media.container import probe
-from livesense.errors import MediaError
 from livesense.media.video import has_video, iter_video_frames, scaled_size
 
 SAMPLE = Path(livesense.__file__).parent / "assets" / "sample.mp4"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livesense.media.wav import write_wav
 from livesense.live.engines import FakeReasoner
 from livesense.live.server.app import ServerConfig, ServerThread
+from livesense.media.wav import write_wav
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(

@@ -39,7 +39,6 @@ from websockets.http11 import Request, Response
 from livesense.errors import ConfigError, LivesenseError
 from livesense.live import engines
 from livesense.live.engines import ReasonerEngine, RendererEngine
-from livesense.streaming.frames import Question
 from livesense.live.server.protocol import (
     PATH,
     PROTOCOL_VERSION,
@@ -63,6 +62,7 @@ from livesense.live.server.session import (
     VideoPath,
     new_session_id,
 )
+from livesense.streaming.frames import Question
 
 __all__ = ["LiveServer", "ServerConfig", "ServerThread", "add_serve_parser", "cmd_serve"]
 

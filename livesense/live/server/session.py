@@ -32,7 +32,6 @@ import numpy as np
 
 from livesense.buffers import Arrival, FrameRing, JitterBuffer
 from livesense.live.engines import ReasonerHandle, RendererEngine, SessionRenderer
-from livesense.streaming.frames import Question, TextEvent, VideoFrame
 from livesense.live.server.protocol import (
     ErrorCode,
     Kind,
@@ -43,6 +42,7 @@ from livesense.live.server.protocol import (
     error_message,
     pack_frame,
 )
+from livesense.streaming.frames import Question, TextEvent, VideoFrame
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from livesense.models.binaural.evaluation import evaluate_dataset
 from livesense.cli import main
 from livesense.models.binaural import bundled_checkpoint, load_checkpoint
+from livesense.models.binaural.evaluation import evaluate_dataset
 
 
 def test_bundled_checkpoint_is_the_small_dsp_prior_model() -> None:
