@@ -1,19 +1,15 @@
-"""Frame sampling to a target fps from any input rate, and RGB resizing for patch grids.
+"""Frame sampling to a target fps from any input rate.
 
 :class:`FrameSampler` keeps at most one frame per ``1/fps`` slot of stream time (by pts), so a
 30 fps webcam, a 24 fps file and a jittery network stream all come out at the same rate; frames
-are dropped, never duplicated. Backends resize frames to their patch grid with
-:func:`resize_rgb` (PIL; torchvision is not needed).
+are dropped, never duplicated.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-from PIL import Image
-
-__all__ = ["FrameSampler", "resize_rgb"]
+__all__ = ["FrameSampler"]
 
 
 class FrameSampler:
@@ -43,11 +39,3 @@ class FrameSampler:
     def reset(self) -> None:
         self._last_slot = None
         self.accepted = self.rejected = 0
-
-
-def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> uint8 (height, width, 3), bicubic (no-op when the size matches)."""
-    if image.shape[0] == height and image.shape[1] == width:
-        return image
-    im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    return np.asarray(im.resize((width, height), Image.Resampling.BICUBIC))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livesense.video.sampler import FrameSampler, resize_rgb
+from livesense.models.vlm.preprocess import resize_rgb
+from livesense.video.sampler import FrameSampler
 
 
 @pytest.mark.parametrize("rate, fps, seconds", [(30, 1, 10), (24, 2, 5), (25, 4, 3), (7, 2, 6)])

@@ -1,4 +1,4 @@
-"""The small VLM interface the video reasoner needs, and loading by model id or directory.
+"""The small VLM interface the video reasoner needs (loading is in :mod:`.loading`).
 
 A :class:`VlmBackend` wraps a transformers model + tokenizer and exposes streaming primitives
 on an :class:`~livesense.models.vlm.cache.IncrementalCache`:
@@ -16,10 +16,6 @@ embedding, positions and the language-model forward.
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -28,12 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from livesense.errors import LivesenseError
 from livesense.models.vlm.cache import IncrementalCache, Kind, additive_mask
 
-log = logging.getLogger(__name__)
-
-__all__ = ["Chunk", "FrameFeatures", "VlmBackend", "load_vlm"]
+__all__ = ["FrameFeatures", "TokenChunk", "VlmBackend"]
 
 
 @dataclass
@@ -51,7 +44,7 @@ class FrameFeatures:
 
 
 @dataclass
-class Chunk:
+class TokenChunk:
     """Token ids of a chunk to append, their modality and the frames filling the placeholders."""
 
     ids: list[int]
@@ -88,15 +81,15 @@ class VlmBackend(ABC):
         """RGB uint8 (H, W, 3) frames -> per-frame vision features (no cache involved)."""
 
     @abstractmethod
-    def frame_chunk(self, frames: Sequence[FrameFeatures]) -> Chunk:
+    def frame_chunk(self, frames: Sequence[FrameFeatures]) -> TokenChunk:
         """The tokens (timestamp, markers, placeholders) for ``frames``, in order."""
 
     @abstractmethod
-    def _embed(self, chunk: Chunk) -> tuple[torch.Tensor, dict]:
+    def _embed(self, chunk: TokenChunk) -> tuple[torch.Tensor, dict]:
         """(inputs_embeds (1, q, hidden), extra language-model kwargs) for ``chunk``."""
 
     @abstractmethod
-    def _positions(self, chunk: Chunk, start: int) -> tuple[torch.Tensor, np.ndarray, int]:
+    def _positions(self, chunk: TokenChunk, start: int) -> tuple[torch.Tensor, np.ndarray, int]:
         """(position_ids for the LM, text-axis positions (q,), next position)."""
 
     @abstractmethod
@@ -151,9 +144,9 @@ class VlmBackend(ABC):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def text_chunk(self, text: str) -> Chunk:
+    def text_chunk(self, text: str) -> TokenChunk:
         ids = self.tokenize(text)
-        return Chunk(ids, [0] * len(ids))
+        return TokenChunk(ids, [0] * len(ids))
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)  # type: ignore[attr-defined]
@@ -168,7 +161,7 @@ class VlmBackend(ABC):
 
     @torch.inference_mode()
     def append(
-        self, cache: IncrementalCache, chunk: Chunk, kind: Kind, segment: int = -1
+        self, cache: IncrementalCache, chunk: TokenChunk, kind: Kind, segment: int = -1
     ) -> torch.Tensor:
         """Append ``chunk`` as ``kind`` tokens; returns its logits (q, vocab) in float32."""
         q = len(chunk.ids)
@@ -219,7 +212,7 @@ class VlmBackend(ABC):
             out.append(tok)
             if on_token is not None:
                 on_token(tok)
-            logits = self.append(cache, Chunk([tok], [0]), kind, segment)[-1]
+            logits = self.append(cache, TokenChunk([tok], [0]), kind, segment)[-1]
         return out
 
     def option_logprobs(
@@ -240,7 +233,7 @@ class VlmBackend(ABC):
                 continue
             score = float(first[ids[0]])
             if len(ids) > 1:
-                logits = self.append(cache, Chunk(ids[:-1], [0] * (len(ids) - 1)), Kind.QUERY)
+                logits = self.append(cache, TokenChunk(ids[:-1], [0] * (len(ids) - 1)), Kind.QUERY)
                 lp = torch.log_softmax(logits, -1)  # (len-1, vocab)
                 score += float(lp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
                 cache.rewind(base)
@@ -252,91 +245,3 @@ class VlmBackend(ABC):
         p = torch.softmax(last_logits.float(), -1)
         y, n = p[self.tokenize("Yes")[0]], p[self.tokenize("No")[0]]
         return float(y / (y + n + 1e-12))
-
-
-_TINY_WARNING = (
-    "*** livesense: using a TINY RANDOM VLM ({arch}) — its notes and answers are meaningless "
-    "text; use --vlm MODEL for real output ***"
-)
-
-
-def _device_dtype(device: str | None, dtype: torch.dtype | None) -> tuple[str, torch.dtype]:
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype is None:
-        dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
-    return dev, dtype
-
-
-def load_vlm(
-    name: str,
-    device: str | None = None,
-    dtype: torch.dtype | None = None,
-    *,
-    seed: int = 0,
-) -> VlmBackend:
-    """Load a VLM backend by Hugging Face model id, local directory, or ``tiny``.
-
-    ``tiny`` / ``tiny-qwen3vl`` / ``tiny-smolvlm`` build a tiny random model (loudly flagged:
-    its text is meaningless). Qwen3-VL and SmolVLM/Idefics3 checkpoints are supported. Device:
-    CUDA if available else CPU; dtype bf16 on CUDA, float32 on CPU. Raises LivesenseError with
-    a one-line fix when the model is not available locally.
-    """
-    from livesense.models.vlm import tiny as tiny_mod
-
-    if name == "tiny" or name.startswith("tiny-"):
-        arch = "qwen3vl" if name == "tiny" else name.removeprefix("tiny-")
-        if arch not in tiny_mod.TINY_ARCHS:
-            raise LivesenseError(
-                f"unknown tiny VLM {name!r}; use tiny, "
-                + ", ".join(f"tiny-{a}" for a in tiny_mod.TINY_ARCHS)
-            )
-        msg = _TINY_WARNING.format(arch=arch)
-        log.info(msg)
-        print(msg, file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory(prefix="livesense-tiny-") as d:
-            tiny_mod.save_tiny(d, arch, seed)
-            backend = load_vlm_from(d, device, dtype, name=name)
-        backend.tiny = True
-        return backend
-    return load_vlm_from(name, device, dtype, name=name)
-
-
-def load_vlm_from(
-    path: str | os.PathLike,
-    device: str | None = None,
-    dtype: torch.dtype | None = None,
-    name: str | None = None,
-) -> VlmBackend:
-    """``from_pretrained`` for a model id or directory; picks the backend by ``model_type``."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
-
-    src = os.fspath(path)
-    name = name or src
-    hint = (
-        f"cannot load VLM {name!r}: not found locally and it cannot be downloaded here; "
-        f"run `huggingface-cli download {name}` on a machine with network, or pass a local "
-        "model directory (or use --vlm tiny)"
-    )
-    dev, dt = _device_dtype(device, dtype)
-    try:
-        cfg = AutoConfig.from_pretrained(src)
-    except (OSError, ValueError) as e:
-        raise LivesenseError(hint) from e
-    mtype = getattr(cfg, "model_type", "")
-    if mtype in ("qwen3_vl",):
-        from livesense.models.vlm.qwen3vl import Qwen3VLBackend as cls
-    elif mtype in ("smolvlm", "idefics3"):
-        from livesense.models.vlm.smolvlm import SmolVLMBackend as cls  # type: ignore[assignment]
-    else:
-        raise LivesenseError(
-            f"VLM {name!r} has model_type {mtype!r}; supported: qwen3_vl, smolvlm, idefics3"
-        )
-    try:
-        tok = AutoTokenizer.from_pretrained(src)
-        model = AutoModelForImageTextToText.from_pretrained(
-            src, dtype=dt, attn_implementation="sdpa"
-        )
-    except OSError as e:
-        raise LivesenseError(hint) from e
-    model.to(dev)
-    return cls(model, tok, name=name, source=src)

@@ -11,27 +11,15 @@ written (one model can serve several threads).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from livesense.models.vlm.base import Chunk, FrameFeatures, VlmBackend
-from livesense.video.sampler import resize_rgb
+from livesense.models.vlm.base import FrameFeatures, TokenChunk, VlmBackend
+from livesense.models.vlm.preprocess import fit_to_factor, resize_rgb
 
-__all__ = ["Qwen3VLBackend", "fit_to_factor"]
-
-
-def fit_to_factor(height: int, width: int, factor: int, max_pixels: int) -> tuple[int, int]:
-    """(h, w) multiples of ``factor``, aspect kept, area at most ``max_pixels`` (>= one cell)."""
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    return h, w
+__all__ = ["Qwen3VLBackend"]
 
 
 class Qwen3VLBackend(VlmBackend):
@@ -96,12 +84,12 @@ class Qwen3VLBackend(VlmBackend):
             f"<{pts:.1f} seconds><|vision_start|>" + "<|video_pad|>" * n_tokens + "<|vision_end|>"
         )
 
-    def frame_chunk(self, frames: Sequence[FrameFeatures]) -> Chunk:
+    def frame_chunk(self, frames: Sequence[FrameFeatures]) -> TokenChunk:
         ids = self.tokenize("".join(self.frame_text(f.pts, f.n_tokens) for f in frames))
         mm = [2 if i == self.video_token_id else 0 for i in ids]
-        return Chunk(ids, mm, list(frames))
+        return TokenChunk(ids, mm, list(frames))
 
-    def _embed(self, chunk: Chunk) -> tuple[torch.Tensor, dict]:
+    def _embed(self, chunk: TokenChunk) -> tuple[torch.Tensor, dict]:
         ids = torch.tensor([chunk.ids], device=self.device)  # (1, q)
         embeds = self.model.model.get_input_embeddings()(ids)  # (1, q, hidden)
         if not chunk.frames:
@@ -113,7 +101,7 @@ class Qwen3VLBackend(VlmBackend):
         deep = [torch.cat([f.deepstack[k] for f in chunk.frames]) for k in range(n_layers)]
         return embeds, {"visual_pos_masks": vis, "deepstack_visual_embeds": deep or None}
 
-    def _positions(self, chunk: Chunk, start: int) -> tuple[torch.Tensor, np.ndarray, int]:
+    def _positions(self, chunk: TokenChunk, start: int) -> tuple[torch.Tensor, np.ndarray, int]:
         ids = torch.tensor([chunk.ids])
         mm = torch.tensor([chunk.mm])
         grids = torch.tensor([f.grid for f in chunk.frames]) if chunk.frames else None

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from livesense.models.vlm.base import Chunk, FrameFeatures, VlmBackend
-from livesense.video.sampler import resize_rgb
+from livesense.models.vlm.base import FrameFeatures, TokenChunk, VlmBackend
+from livesense.models.vlm.preprocess import resize_rgb
 
 __all__ = ["SmolVLMBackend"]
 
@@ -62,12 +62,12 @@ class SmolVLMBackend(VlmBackend):
             + "<fake_token_around_image>"
         )
 
-    def frame_chunk(self, frames: Sequence[FrameFeatures]) -> Chunk:
+    def frame_chunk(self, frames: Sequence[FrameFeatures]) -> TokenChunk:
         ids = self.tokenize("".join(self.frame_text(f.pts, f.n_tokens) for f in frames))
         mm = [1 if i == self.image_token_id else 0 for i in ids]
-        return Chunk(ids, mm, list(frames))
+        return TokenChunk(ids, mm, list(frames))
 
-    def _embed(self, chunk: Chunk) -> tuple[torch.Tensor, dict]:
+    def _embed(self, chunk: TokenChunk) -> tuple[torch.Tensor, dict]:
         ids = torch.tensor([chunk.ids], device=self.device)  # (1, q)
         embeds = self.model.model.get_input_embeddings()(ids)  # (1, q, hidden)
         if chunk.frames:
@@ -76,7 +76,7 @@ class SmolVLMBackend(VlmBackend):
             embeds = embeds.masked_scatter(vis, feats)
         return embeds, {}
 
-    def _positions(self, chunk: Chunk, start: int) -> tuple[torch.Tensor, np.ndarray, int]:
+    def _positions(self, chunk: TokenChunk, start: int) -> tuple[torch.Tensor, np.ndarray, int]:
         q = len(chunk.ids)
         pos = np.arange(start, start + q)
         return torch.from_numpy(pos)[None].to(self.device), pos, start + q  # (1, q)
