@@ -23,7 +23,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer  # noqa: E402
-from livesense.audio.geometry import OrbitTrajectory, Pose  # noqa: E402
+from livesense.audio.geometry import Pose  # noqa: E402
+from livesense.audio.trajectory import OrbitTrajectory  # noqa: E402
 
 SECONDS = 60.0
 CHUNK_MS = 10.0

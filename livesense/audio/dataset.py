@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from livesense.audio.geometry import Pose, PoseFileTrajectory, StaticTrajectory, Trajectory
+from livesense.audio.geometry import Pose
+from livesense.audio.trajectory import PoseFileTrajectory, StaticTrajectory, Trajectory
 from livesense.errors import ConfigError, LivesenseError, MediaError
 
 __all__ = [

@@ -37,30 +37,31 @@ boundary at or after their sample that has not been evaluated yet, and are rampe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from livesense.audio.geometry import (
+    DEFAULT_LISTENER,
+    DEFAULT_SPEAKER,
     SPEED_OF_SOUND,
     Pose,
-    PoseArray,
-    StaticTrajectory,
-    Trajectory,
-    as_trajectory,
     quat_rotate,
     quat_to_matrix,
 )
 from livesense.audio.hrtf import HrirSet, load_hrirs
+from livesense.audio.trajectory import (
+    PoseControlled,
+    PoseSchedule,
+    StaticTrajectory,
+    Trajectory,
+    as_trajectory,
+)
 from livesense.errors import ConfigError
 from livesense.streaming.processor import Chunk, StreamProcessor
 
 __all__ = ["DspBinauralRenderer", "DspRendererConfig", "DspRendererState"]
-
-Track = list[tuple[float, Trajectory]]  # (first sample it applies to, trajectory), sorted
-DEFAULT_SPEAKER = Pose((1.0, 0.0, 0.0))  # 1 m straight ahead
-DEFAULT_LISTENER = Pose()  # at the origin, facing +x
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,11 @@ class DspRendererState:
     bnd_delay: np.ndarray  # (J,) cached boundary values at n_done + j * block, J in {0, 1, 2}
     bnd_gain: np.ndarray  # (J,)
     bnd_dir: np.ndarray  # (J,) int64 HRIR index
-    speaker: Track = field(default_factory=list)
-    listener: Track = field(default_factory=list)
+    speaker: PoseSchedule
+    listener: PoseSchedule
 
 
-class DspBinauralRenderer(StreamProcessor):
+class DspBinauralRenderer(StreamProcessor, PoseControlled):
     """Mono ``(n,)`` / ``(1, n)`` float audio (numpy or torch) -> binaural ``(2, n)`` float32
     of the same type, for a speaker and a listener moving along trajectories (or fixed poses).
 
@@ -174,8 +175,8 @@ class DspBinauralRenderer(StreamProcessor):
             bnd_delay=np.zeros(0),
             bnd_gain=np.zeros(0),
             bnd_dir=np.zeros(0, dtype=np.int64),
-            speaker=[(-math.inf, self.speaker)],
-            listener=[(-math.inf, self.listener)],
+            speaker=PoseSchedule(self.speaker),
+            listener=PoseSchedule(self.listener),
         )
 
     def set_speaker_pose(self, pose: Pose | Trajectory, at_sample: int | None = None) -> None:
@@ -210,13 +211,10 @@ class DspBinauralRenderer(StreamProcessor):
 
     # ------------------------------------------------------------------ internals
 
-    def _schedule(self, track: Track, pose: Pose | Trajectory, at_sample: int | None) -> None:
-        start = float(self.state.n_in if at_sample is None else int(at_sample))
-        traj = as_trajectory(pose)
-        kept = [(s, t) for s, t in track if s != start]
-        kept.append((start, traj))
-        kept.sort(key=lambda e: e[0])
-        track[:] = kept
+    def _schedule(
+        self, track: PoseSchedule, pose: Pose | Trajectory, at_sample: int | None
+    ) -> None:
+        track.set(pose, float(self.state.n_in if at_sample is None else int(at_sample)))
 
     def _write(self, x: np.ndarray) -> None:
         """Append input to the history, first dropping what no delay can reach any more."""
@@ -287,8 +285,8 @@ class DspBinauralRenderer(StreamProcessor):
                 s.x_hist = x_all[full : full + n_part - 1].copy()
             s.bnd_delay, s.bnd_gain, s.bnd_dir = delay[full:], gain[full:], dirs[full:]
             next_eval = s.n_done + b * s.bnd_delay.shape[0]
-            _prune(s.speaker, next_eval)
-            _prune(s.listener, next_eval)
+            s.speaker.prune(next_eval)
+            s.listener.prune(next_eval)
         return out.astype(np.float32)
 
     def _accumulate(
@@ -309,18 +307,18 @@ class DspBinauralRenderer(StreamProcessor):
         """Delay (samples), gain and HRIR index at absolute sample numbers (T,)."""
         s, cfg = self.state, self.config
         t = samples / self._fs
-        sp = _eval_track(s.speaker, samples, t)
+        sp = s.speaker.at(samples, t)
         src = sp.positions  # (T, 3)
         if self._src_off.any():
             src = src + quat_rotate(sp.orientations, self._src_off)
-        fixed = s.listener[0][1] if len(s.listener) == 1 else None
+        fixed = s.listener.only
         if isinstance(fixed, StaticTrajectory):
             head = np.array(fixed.pose_.position)
             if self._lis_off.any():
                 head = head + fixed.rotation @ self._lis_off
             rel = (src - head) @ fixed.rotation  # (T, 3) = R^T (src - head)
         else:
-            lp = _eval_track(s.listener, samples, t)
+            lp = s.listener.at(samples, t)
             head = lp.positions
             if self._lis_off.any():
                 head = head + quat_rotate(lp.orientations, self._lis_off)
@@ -336,23 +334,3 @@ class DspBinauralRenderer(StreamProcessor):
 
 
 _AHEAD = np.array([1e-12, 0.0, 0.0])
-
-
-def _eval_track(track: Track, samples: np.ndarray, t: np.ndarray) -> PoseArray:
-    """Poses of a scheduled trajectory at absolute samples (T,) / times t (T,) seconds."""
-    first = track[0][1].at(t)
-    if len(track) == 1:
-        return first
-    pos, quat = np.array(first.positions), np.array(first.orientations)
-    for start, traj in track[1:]:
-        m = samples >= start
-        if np.any(m):
-            sub = traj.at(t[m])
-            pos[m], quat[m] = sub.positions, sub.orientations
-    return PoseArray(pos, quat)
-
-
-def _prune(track: Track, next_eval: int) -> None:
-    """Drop schedule entries that no future boundary (>= next_eval) can use."""
-    while len(track) > 1 and track[1][0] <= next_eval:
-        del track[0]

@@ -20,14 +20,13 @@ Head model: the listener's position is the head centre; the ears sit at
 (a 17.5 cm head width). For the Richard et al. recordings, where the listener position is the
 mannequin origin, WarpNet places the ears 0.22 m lower and the speaker's mouth at
 :data:`WARPNET_MOUTH_OFFSET` from the tracked speaker pose; the DSP renderer takes such offsets
-as configuration.
+as configuration. Trajectories (poses over time) and the pose schedule renderers play are in
+:mod:`livesense.audio.trajectory`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -37,17 +36,14 @@ import numpy as np
 from livesense.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_LISTENER",
+    "DEFAULT_SPEAKER",
     "EAR_OFFSETS",
     "SPEED_OF_SOUND",
     "WARPNET_EAR_OFFSETS",
     "WARPNET_MOUTH_OFFSET",
-    "OrbitTrajectory",
     "Pose",
     "PoseArray",
-    "PoseFileTrajectory",
-    "StaticTrajectory",
-    "Trajectory",
-    "as_trajectory",
     "direction_angles",
     "ear_distances",
     "ear_positions",
@@ -160,7 +156,7 @@ def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
 # ----------------------------------------------------------------------------- poses
 
 
-def _finite_tuple(values: Sequence[float], n: int, what: str) -> tuple[float, ...]:
+def finite_tuple(values: Sequence[float], n: int, what: str) -> tuple[float, ...]:
     try:
         vals = tuple(float(v) for v in values)
     except (TypeError, ValueError):
@@ -183,8 +179,8 @@ class Pose:
     orientation: tuple[float, float, float, float] = IDENTITY
 
     def __post_init__(self) -> None:
-        pos = _finite_tuple(self.position, 3, "pose position (x, y, z)")
-        q = _finite_tuple(self.orientation, 4, "pose orientation (qx, qy, qz, qw)")
+        pos = finite_tuple(self.position, 3, "pose position (x, y, z)")
+        q = finite_tuple(self.orientation, 4, "pose orientation (qx, qy, qz, qw)")
         norm = math.sqrt(sum(v * v for v in q))
         if norm < 1e-8:
             raise ConfigError(f"pose orientation quaternion has zero norm: {q}")
@@ -212,6 +208,19 @@ class Pose:
             raise ConfigError(f"invalid pose {text!r}: {e}") from None
 
     @classmethod
+    def from_values(cls, values: Sequence[float]) -> Pose:
+        """A pose from its 7 numbers ``(x, y, z, qx, qy, qz, qw)`` (what a
+        :class:`~livesense.streaming.frames.PoseUpdate` carries); inverse of :meth:`values`."""
+        if len(values) != 7:
+            raise ConfigError(f"a pose needs 7 numbers (x y z qx qy qz qw), got {len(values)}")
+        return cls(tuple(values[:3]), tuple(values[3:]))  # type: ignore[arg-type]
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        """The 7 numbers ``(x, y, z, qx, qy, qz, qw)``."""
+        return (*self.position, *self.orientation)
+
+    @classmethod
     def from_yaw_pitch(
         cls, position: Sequence[float] = (0.0, 0.0, 0.0), yaw: float = 0.0, pitch: float = 0.0
     ) -> Pose:
@@ -228,6 +237,12 @@ class Pose:
     def as_array(self) -> np.ndarray:
         """(7,) float64: x, y, z, qx, qy, qz, qw."""
         return np.array(self.position + self.orientation)
+
+
+DEFAULT_SPEAKER = Pose(
+    (1.5, 0.0, 0.0)
+)  # 1.5 m straight ahead: every renderer's and command's default
+DEFAULT_LISTENER = Pose()  # at the origin, facing +x
 
 
 class PoseArray(NamedTuple):
@@ -282,154 +297,3 @@ def ear_distances(
     """Distances (2,) in metres from a source point to the left and right ear."""
     pos = np.asarray(source.position if isinstance(source, Pose) else source, dtype=np.float64)
     return np.linalg.norm(ear_positions(listener, offsets) - pos, axis=-1)
-
-
-# ----------------------------------------------------------------------------- trajectories
-
-
-class Trajectory(ABC):
-    """A pose as a function of time in seconds, evaluated for many times at once."""
-
-    @abstractmethod
-    def at(self, t: np.ndarray) -> PoseArray:
-        """Poses at times ``t`` (T,) in seconds."""
-
-    def pose(self, t: float) -> Pose:
-        """The pose at one time ``t`` (seconds)."""
-        return self.at(np.array([float(t)])).pose(0)
-
-
-class StaticTrajectory(Trajectory):
-    """A pose that never changes."""
-
-    def __init__(self, pose: Pose):
-        self.pose_ = pose
-        self._p = np.array(pose.position)
-        self._q = np.array(pose.orientation)
-        self.rotation = quat_to_matrix(self._q)  # (3, 3) body -> world
-
-    def at(self, t: np.ndarray) -> PoseArray:
-        n = np.shape(t)[0]
-        return PoseArray(self._p[None].repeat(n, 0), self._q[None].repeat(n, 0))
-
-    def __repr__(self) -> str:
-        return f"StaticTrajectory({self.pose_!r})"
-
-
-class OrbitTrajectory(Trajectory):
-    """A source circling ``center`` at ``radius`` m, ``height`` m above it, facing the centre.
-
-    Its azimuth (as seen from the centre, positive = right) is
-    ``start_azimuth + 360 * t / period_s``: a positive period moves it clockwise seen from
-    above (front -> right -> back -> left), a negative one counter-clockwise.
-    """
-
-    def __init__(
-        self,
-        radius: float = 1.0,
-        period_s: float = 4.0,
-        height: float = 0.0,
-        start_azimuth: float = 0.0,
-        center: Sequence[float] = (0.0, 0.0, 0.0),
-    ):
-        vals = _finite_tuple((radius, period_s, height, start_azimuth), 4, "orbit parameters")
-        if radius <= 0:
-            raise ConfigError(f"orbit radius must be > 0 m, got {radius}")
-        if period_s == 0:
-            raise ConfigError("orbit period_s must be non-zero")
-        self.radius, self.period_s, self.height, self.start_azimuth = vals
-        self.center = np.array(_finite_tuple(center, 3, "orbit center"))
-
-    def at(self, t: np.ndarray) -> PoseArray:
-        az = self.start_azimuth + 360.0 * np.asarray(t, dtype=np.float64) / self.period_s  # (T,)
-        rad = np.radians(az)
-        pos = np.empty((rad.shape[0], 3))
-        pos[:, 0] = self.center[0] + self.radius * np.cos(rad)
-        pos[:, 1] = self.center[1] + self.radius * np.sin(rad)
-        pos[:, 2] = self.center[2] + self.height
-        half = (rad + np.pi) / 2  # yaw az + 180: facing the centre (horizontally)
-        quat = np.zeros((rad.shape[0], 4))
-        quat[:, 2], quat[:, 3] = np.sin(half), np.cos(half)
-        return PoseArray(pos, quat)
-
-
-class PoseFileTrajectory(Trajectory):
-    """Poses read from a Richard et al. ``tx_positions.txt``: rows ``x y z qx qy qz qw``.
-
-    Row ``i`` is the pose at ``i / rate`` seconds (120 Hz: one row per 400 samples at 48 kHz).
-    Between rows, positions are interpolated linearly and orientations by slerp; before the
-    first row the first pose and after the last row the last pose are held. Any problem with
-    the file raises :class:`ConfigError` naming the file (and line).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], rate: float = 120.0):
-        if not (math.isfinite(rate) and rate > 0):
-            raise ConfigError(f"pose file rate must be > 0 Hz, got {rate}")
-        self.path = str(path)
-        self.rate = float(rate)
-        self.positions, self.orientations = _read_pose_file(self.path)  # (R, 3), (R, 4)
-        # Make consecutive quaternions share a hemisphere so slerp takes the short arc.
-        q = self.orientations
-        flips = np.cumprod(np.where(np.sum(q[1:] * q[:-1], axis=-1) < 0, -1.0, 1.0))
-        q[1:] *= flips[:, None]
-
-    def __len__(self) -> int:
-        return self.positions.shape[0]
-
-    @property
-    def duration_s(self) -> float:
-        """Time of the last row in seconds."""
-        return (len(self) - 1) / self.rate
-
-    def at(self, t: np.ndarray) -> PoseArray:
-        last = len(self) - 1
-        u = np.clip(np.asarray(t, dtype=np.float64) * self.rate, 0.0, float(last))  # (T,)
-        i0 = np.minimum(np.floor(u).astype(np.int64), max(last - 1, 0))
-        i1 = np.minimum(i0 + 1, last)
-        f = u - i0
-        p = self.positions[i0] + f[:, None] * (self.positions[i1] - self.positions[i0])
-        return PoseArray(p, slerp(self.orientations[i0], self.orientations[i1], f))
-
-
-def _read_pose_file(path: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.readlines()
-    except FileNotFoundError:
-        raise ConfigError(f"pose file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read pose file {path}: {e}") from None
-    rows: list[list[float]] = []
-    for lineno, line in enumerate(lines, start=1):
-        parts = line.split("#", 1)[0].split()
-        if not parts:
-            continue
-        if len(parts) != 7:
-            raise ConfigError(
-                f"{path}, line {lineno}: expected 7 values 'x y z qx qy qz qw', got {len(parts)}"
-            )
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            raise ConfigError(
-                f"{path}, line {lineno}: non-numeric value in {line.strip()!r}"
-            ) from None
-        if not all(math.isfinite(v) for v in vals):
-            raise ConfigError(f"{path}, line {lineno}: non-finite value (NaN/inf) in pose")
-        if math.sqrt(sum(v * v for v in vals[3:])) < 1e-8:
-            raise ConfigError(f"{path}, line {lineno}: orientation quaternion has zero norm")
-        rows.append(vals)
-    if not rows:
-        raise ConfigError(f"pose file {path} contains no poses")
-    arr = np.array(rows, dtype=np.float64)  # (R, 7)
-    q = arr[:, 3:] / np.linalg.norm(arr[:, 3:], axis=-1, keepdims=True)
-    return arr[:, :3].copy(), q
-
-
-def as_trajectory(obj: Trajectory | Pose) -> Trajectory:
-    """Accept a :class:`Trajectory` or a fixed :class:`Pose`."""
-    if isinstance(obj, Trajectory):
-        return obj
-    if isinstance(obj, Pose):
-        return StaticTrajectory(obj)
-    raise TypeError(f"expected a Pose or Trajectory, got {type(obj).__name__}")

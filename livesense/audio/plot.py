@@ -18,21 +18,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from livesense.audio.geometry import (
-    EAR_OFFSETS,
-    Pose,
-    StaticTrajectory,
-    Trajectory,
-    direction_angles,
-    head_relative,
-    quat_rotate,
-)
+from livesense.audio.geometry import EAR_OFFSETS, Pose, direction_angles, head_relative, quat_rotate
+from livesense.audio.trajectory import StaticTrajectory, Trajectory
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["ild_over_time", "plot_binaural", "power_spectrogram", "source_azimuth"]
+__all__ = [
+    "ild_over_time",
+    "plot_binaural",
+    "plot_comparison",
+    "power_spectrogram",
+    "source_azimuth",
+]
 
 EPS = 1e-12  # added to powers before any log
 MAX_FREQ_HZ = 16000.0
@@ -374,3 +373,48 @@ def _save_png(fig: Figure, out: Path, max_bytes: int = 300_000) -> Path:
 
 def _rms_db(v: np.ndarray) -> float:
     return float(10.0 * np.log10(np.mean(v * v) + EPS)) if v.size else -120.0
+
+
+def plot_comparison(
+    renders: dict[str, np.ndarray],
+    out: str | os.PathLike,
+    sample_rate: int = 48000,
+    title: str = "",
+    seconds: float = 4.0,
+) -> Path:
+    """A PNG comparing renders of one sequence: a left-ear spectrogram (dB) per render, one
+    row each in the given order (keys are the row labels), plus the ILD per frame of all of
+    them; the first ``seconds``. ``renders`` values are (2, n) stereo."""
+    # lazy: matplotlib takes ~0.8 s to import and only --plot needs it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = list(renders.items())
+    n = min(int(seconds * sample_rate), min(np.asarray(x).shape[-1] for _, x in rows))
+    fig = Figure(figsize=(10, 2.2 * (len(rows) + 1)), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows) + 1, 1, sharex=True)
+    n_fft, hop = 1024, 256
+    for ax, (label, x) in zip(axes, rows, strict=False):
+        frames, p = power_spectrogram(np.asarray(x)[:, :n], n_fft, hop)  # (2, frames, bins)
+        db = 10 * np.log10(p[0].T + 1e-10)  # (bins, frames)
+        t = frames / sample_rate
+        f = np.fft.rfftfreq(n_fft, 1 / sample_rate) / 1000
+        ax.pcolormesh(t, f, db, shading="auto", vmin=-90, vmax=max(float(db.max()), -40.0))
+        ax.set_ylim(0, 16)
+        ax.set_ylabel("kHz")
+        ax.set_title(f"{label}: left ear", fontsize=9, loc="left")
+    ax = axes[-1]
+    for label, x in rows:
+        band = (375.0, sample_rate / 2)
+        t, ild = ild_over_time(np.asarray(x)[:, :n], sample_rate, band, hop, n_fft, smooth_s=0.0)
+        ax.plot(t, ild, label=label, lw=1)
+    ax.set_ylabel("ILD dB (R/L)")
+    ax.set_xlabel("seconds")
+    ax.legend(fontsize=8, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out

@@ -48,13 +48,12 @@ from livesense.audio.geometry import (
     EAR_OFFSETS,
     SPEED_OF_SOUND,
     Pose,
-    Trajectory,
-    as_trajectory,
     quat_multiply,
     quat_to_matrix,
     yaw_quaternion,
 )
 from livesense.audio.hrtf import HrirSet
+from livesense.audio.trajectory import Trajectory, as_trajectory
 from livesense.errors import ConfigError
 
 __all__ = [

@@ -23,33 +23,25 @@ splits by a hash of their names). ``--split all`` writes ``train/``, ``val/``, `
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from livesense.audio.geometry import (
-    Pose,
-    PoseFileTrajectory,
-    StaticTrajectory,
-    quat_multiply,
-    yaw_quaternion,
-)
+from livesense.audio.geometry import Pose, quat_multiply, yaw_quaternion
 from livesense.audio.hrtf import HrirSet, load_hrirs
 from livesense.audio.room import RoomConfig, render_room
-from livesense.errors import ConfigError, LivesenseError, MediaError
+from livesense.audio.trajectory import PoseFileTrajectory, StaticTrajectory
+from livesense.errors import ConfigError, MediaError
 from livesense.media.audio import read_audio
 from livesense.media.wav import write_wav
-from livesense.progress import count_progress
 
 __all__ = [
     "POSE_RATE",
@@ -57,10 +49,8 @@ __all__ = [
     "SENTENCES",
     "SPLITS",
     "VOICE_SPLITS",
-    "add_synth_parser",
-    "cmd_synth",
+    "SynthConfig",
     "generate_dataset",
-    "main",
     "random_trajectory",
 ]
 
@@ -306,19 +296,29 @@ def _split_counts(total: int, split: str) -> dict[str, int]:
     return {"train": total - n_val - n_test, "val": n_val, "test": n_test}
 
 
+@dataclass(frozen=True)
+class SynthConfig:
+    """What :func:`generate_dataset` writes (the options of ``synth-binaural``)."""
+
+    out: Path
+    sequences: int = 8
+    seconds: float = 10.0
+    seed: int = 0  # same seed, same files
+    room: str = "demo"  # "demo" or "random"
+    voices: str | None = None  # a folder of speech wav files (None: espeak-ng voices)
+    split: str = "train"  # train, val, test or all (80/10/10 %)
+
+
 def generate_dataset(
-    out: str | Path,
-    sequences: int,
-    seconds: float,
-    seed: int = 0,
-    room: str = "demo",
-    voices: str | None = None,
-    split: str = "train",
+    config: SynthConfig,
     hrirs: HrirSet | None = None,
-    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
-    """Write ``sequences`` sequences of ``seconds`` s under ``out`` (module docstring);
-    returns the manifest also written to ``out/split.json``."""
+    """Write ``config.sequences`` sequences of ``config.seconds`` s under ``config.out`` (module
+    docstring); returns the manifest also written to ``out/split.json``. ``on_progress(done,
+    total)`` after each sequence."""
+    out, sequences, seconds, seed = config.out, config.sequences, config.seconds, config.seed
+    room, voices, split = config.room, config.voices, config.split
     if sequences <= 0 or not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError("--sequences and --seconds must be positive")
     if room not in ("demo", "random"):
@@ -333,8 +333,8 @@ def generate_dataset(
     n = int(round(seconds * SAMPLE_RATE))
     rows = -(-n // (SAMPLE_RATE // POSE_RATE)) + 1  # covers the last sample
     manifest: dict[str, object] = {"seed": seed, "seconds": seconds, "room": room, "splits": {}}
-    with tempfile.TemporaryDirectory() as tmp, count_progress(progress) as bar:
-        task = bar.add_task("synth-binaural", total=sum(counts.values()))
+    total, done = sum(counts.values()), 0
+    with tempfile.TemporaryDirectory() as tmp:
         for split_name, count in counts.items():
             split_id = SPLITS.index(split_name)
             speech = _Speech(split_name, voices, Path(tmp))
@@ -346,7 +346,9 @@ def generate_dataset(
                 name = f"seq_{i:04d}"
                 seqs.append(name)
                 _one_sequence(folder / name, rng, n, rows, room, speech, hr)
-                bar.advance(task)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
             manifest["splits"][split_name] = {  # type: ignore[index]
                 "folder": str(folder.relative_to(root)) if folder != root else ".",
                 "sequences": seqs,
@@ -395,66 +397,3 @@ def _one_sequence(
         "rt60_eyring_s": room.rt60(),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``synth-binaural`` to the livesense sub-commands; run it with :func:`cmd_synth`."""
-    p = subparsers.add_parser(
-        "synth-binaural",
-        help="generate synthetic binaural training data (Richard et al. layout)",
-        description=(
-            "Render speech (espeak-ng voices or your wav files) for moving speakers and turning "
-            "listeners in a simulated room (default: the demo room) and write one folder per "
-            "sequence: mono.wav, binaural.wav (48 kHz), tx_positions.txt (120 Hz, listener-"
-            "relative), rx_positions.txt when the listener turns."
-        ),
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--sequences", type=int, default=8, metavar="N", help="number of sequences")
-    p.add_argument("--seconds", type=float, default=10.0, metavar="S", help="seconds each")
-    p.add_argument("--seed", type=int, default=0, metavar="K", help="same seed, same files")
-    p.add_argument("--room", choices=("demo", "random"), default="demo")
-    p.add_argument("--voices", metavar="DIR", help="folder of speech wav files (else espeak-ng)")
-    p.add_argument("--split", choices=(*SPLITS, "all"), default="train")
-    p.add_argument("--hrtf", metavar="FILE", help="a .sofa or .npz HRIR set (default: MIT KEMAR)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    """Run ``synth-binaural``; LivesenseErrors propagate (the CLI prints them on one line)."""
-    hr = load_hrirs(args.hrtf, SAMPLE_RATE) if getattr(args, "hrtf", None) else None
-    manifest = generate_dataset(
-        args.out,
-        args.sequences,
-        args.seconds,
-        seed=args.seed,
-        room=args.room,
-        voices=args.voices,
-        split=args.split,
-        hrirs=hr,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
-    total = sum(len(s["sequences"]) for s in manifest["splits"].values())  # type: ignore[union-attr]
-    print(f"wrote {total} sequences to {args.out}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m livesense.audio.synth``): one-line errors, exit 2."""
-    parser = argparse.ArgumentParser(prog="livesense")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_synth_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_synth(args)
-    except LivesenseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+from livesense.streaming.frames import PoseUpdate
+
+__all__ = ["Chain", "Chunk", "PoseTarget", "StreamProcessor", "concat_chunks", "to_numpy"]
 
 Chunk = Any  # np.ndarray | torch.Tensor, time on the last axis
 
@@ -51,6 +55,21 @@ class StreamProcessor(ABC):
         """Offline processing: one step over the whole signal on a fresh state, then flush."""
         self.reset()
         return concat_chunks([self.step(signal), self.flush()])
+
+
+@runtime_checkable
+class PoseTarget(Protocol):
+    """A processor that takes :class:`PoseUpdate` control frames (the binaural renderers)."""
+
+    def apply_pose(self, update: PoseUpdate) -> None:
+        """Apply the update's speaker and/or listener pose from its ``pts`` on."""
+
+
+def to_numpy(x: Chunk, dtype: Any = None) -> np.ndarray:
+    """A chunk (numpy or torch, any device) as a numpy array (``dtype`` when given)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
 
 
 def concat_chunks(chunks: Iterable[Chunk | None], axis: int = -1) -> Chunk | None:

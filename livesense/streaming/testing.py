@@ -13,17 +13,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from livesense.streaming.processor import Chunk, StreamProcessor, concat_chunks
+from livesense.streaming.processor import Chunk, StreamProcessor, concat_chunks, to_numpy
 
 Factory = Callable[[], StreamProcessor]
 
 
 def _to_numpy(x: Chunk | None) -> np.ndarray | None:
-    if x is None:
-        return None
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    return None if x is None else to_numpy(x)
 
 
 def _slice_time(x: Chunk, start: int, stop: int) -> Chunk:

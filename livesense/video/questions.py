@@ -1,9 +1,16 @@
-"""Question files (StreamingBench and OVO-Bench formats), option letters and accuracy.
+"""Question files, the one loader for every command, option letters and accuracy.
 
-StreamingBench: ``{video_path, questions: [{question, time_stamp "HH:MM:SS", options?,
-answer?}]}`` (or a list of such objects). OVO-Bench: ``{id, video, realtime, question, options?,
-gt?}`` or a list of them; ``realtime`` is seconds, ``gt`` an option index or letter. Malformed
-files raise :class:`~livesense.errors.ConfigError` naming the file and what is wrong.
+:func:`load_questions` reads:
+
+- StreamingBench: ``{video_path, questions: [{question, time_stamp "HH:MM:SS", options?,
+  answer?}]}`` (or a list of such objects);
+- OVO-Bench: ``{id, video, realtime, question, options?, gt?}`` or a list of them;
+  ``realtime`` is seconds, ``gt`` an option index or letter;
+- a plain schedule: a JSON list (or JSON lines) of ``{"t": 3.5, "text": "...", "id": "q1"}``
+  (``time``/``pts`` and ``question`` are accepted too), or text lines ``SECONDS question``
+  (``#`` starts a comment).
+
+Malformed files raise :class:`~livesense.errors.ConfigError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
 ]
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SCHEDULE_TIME_KEYS = ("t", "time", "pts")
 _PREFIX = re.compile(r"^\s*\(?([A-Z])[\.\):]\s+")
 
 
@@ -154,31 +162,69 @@ def _parse(path: str, data: object) -> QuestionSet:
                 videos.add(item["video"])
             qid = str(item.get("id", f"{stem}-{i}"))
             questions.append(_question(path, where, item, "realtime", "gt", qid))
+        elif key := next((k for k in _SCHEDULE_TIME_KEYS if k in item), None):  # a schedule
+            obj = {**item, "question": item.get("text", item.get("question"))}
+            questions.append(
+                _question(path, where, obj, key, "answer", str(item.get("id", f"q{i + 1}")))
+            )
         else:
             raise _fail(
                 path,
                 where,
-                "unknown format: expected StreamingBench {video_path, questions: [...]} or "
-                "OVO-Bench {id, video, realtime, question}",
+                "unknown format: expected StreamingBench {video_path, questions: [...]}, "
+                'OVO-Bench {id, video, realtime, question} or {"t": SECONDS, "text": ...}',
             )
     questions.sort(key=lambda q: q.pts)
     return QuestionSet(questions, videos.pop() if len(videos) == 1 else None)
 
 
+def _schedule_lines(path: str, text: str) -> QuestionSet:
+    """Text lines ``SECONDS question`` (blank lines and ``#`` comments skipped)."""
+    items = []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        t, _, q = line.strip().partition(" ")
+        items.append({"t": t, "text": q.strip(), "id": f"q{i + 1}", "_line": i + 1})
+    questions = []
+    for it in items:
+        where = f"line {it['_line']}"
+        try:
+            t = parse_timestamp(it["t"])
+        except ValueError:
+            raise _fail(path, where, f"expected 'SECONDS question', got {it['t']!r}") from None
+        if not it["text"]:
+            raise _fail(path, where, "no question after the time")
+        questions.append(Question(text=it["text"], pts=t, id=it["id"]))
+    if not questions:
+        raise ConfigError(f"{path}: no questions")
+    return QuestionSet(sorted(questions, key=lambda q: q.pts))
+
+
 def load_questions(path: str | os.PathLike) -> QuestionSet:
-    """Read a StreamingBench or OVO-Bench question file (see the module docstring)."""
+    """Read a question file in any of the formats of the module docstring."""
     p = os.fspath(path)
     try:
         with open(p, encoding="utf-8") as f:
-            data = json.load(f)
+            text = f.read().strip()
     except FileNotFoundError:
         raise ConfigError(f"{p}: question file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read question file: {e}") from None
+    if not text.startswith(("[", "{")):
+        return _schedule_lines(p, text)
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{p}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"
-        ) from None
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:  # JSON lines: one object per line
+            data = [json.loads(line) for line in lines] if len(lines) > 1 else None
+        except json.JSONDecodeError:
+            data = None
+        if data is None:
+            raise ConfigError(
+                f"{p}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"
+            ) from None
     return _parse(p, data)
 
 

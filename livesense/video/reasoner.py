@@ -20,15 +20,13 @@ Data flow::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -36,6 +34,7 @@ import numpy as np
 from livesense.buffers.frame_ring import FrameRing
 from livesense.models.vlm.base import FrameFeatures, VlmBackend
 from livesense.models.vlm.cache import Kind
+from livesense.stats import LatencySummary
 from livesense.streaming.frames import Question, TextEvent, VideoFrame
 from livesense.video.memory import MemoryConfig, SegmentMemory, SegmentNote
 from livesense.video.questions import option_letters, strip_letter
@@ -47,9 +46,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ReasonerConfig",
     "ReasonerStats",
-    "TranscriptWriter",
     "VideoReasoner",
-    "run_reasoner_on_file",
 ]
 
 DEFAULT_SYSTEM = (
@@ -87,10 +84,6 @@ class ReasonerConfig:
         MemoryConfig(self.keep_segments, self.max_cache_tokens)
 
 
-def _p50(xs: Sequence[float]) -> float | None:
-    return float(np.median(xs)) if xs else None
-
-
 @dataclass
 class ReasonerStats:
     """Counters and latencies (seconds, wall clock)."""
@@ -116,37 +109,12 @@ class ReasonerStats:
     def to_json(self) -> dict:
         d = asdict(self)
         for k in ("note_latency_s", "first_token_latency_s", "answer_latency_s"):
-            xs = d.pop(k)
-            d[k.replace("_s", "_p50_s")] = _p50(xs)
-            d[k.replace("_s", "_max_s")] = max(xs) if xs else None
+            lat = LatencySummary.of(d.pop(k))
+            d[k.replace("_s", "_p50_s")] = None if lat is None else lat.p50
+            d[k.replace("_s", "_max_s")] = None if lat is None else lat.max
         if not math.isfinite(d["watched_until"]):
             d["watched_until"] = None
         return d
-
-
-class TranscriptWriter:
-    """Writes one JSON object per event line to ``path``, flushed per event."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self._lock = threading.Lock()
-
-    def write(self, event: TextEvent) -> None:
-        with self._lock:
-            self._f.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
-            self._f.flush()
-
-    __call__ = write
-
-    def close(self) -> None:
-        with self._lock:
-            self._f.close()
-
-    def __enter__(self) -> TranscriptWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass
@@ -249,6 +217,11 @@ class VideoReasoner:
             if ev is None:
                 return
             yield ev
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the reasoner stopped (closed, finished, or a worker failed)."""
+        return self._stop.is_set()
 
     def backlog(self) -> int:
         """Frames submitted but not yet ingested or dropped."""
@@ -493,45 +466,3 @@ class VideoReasoner:
 def _clock(t: float) -> str:
     m, s = divmod(int(t), 60)
     return f"{m:02d}:{s:02d}"
-
-
-def run_reasoner_on_file(
-    path: str | os.PathLike,
-    backend: VlmBackend,
-    questions: Iterable[Question] = (),
-    config: ReasonerConfig | None = None,
-    *,
-    on_event: Callable[[TextEvent], None] | None = None,
-    progress: Callable[[float], None] | None = None,
-    realtime: bool = False,
-    max_size: int | None = 512,
-    timeout: float | None = None,
-) -> tuple[list[TextEvent], ReasonerStats]:
-    """Replay a video file through a :class:`VideoReasoner`; questions are asked when the
-    stream reaches their time. Offline (``realtime=False``) the replay waits for the reasoner
-    instead of dropping frames; ``realtime=True`` paces by pts (frames may drop)."""
-    from livesense.media.video import iter_video_frames
-
-    cfg = config or ReasonerConfig()
-    r = VideoReasoner(backend, cfg, on_event=on_event).start()
-    pending = deque(sorted(questions, key=lambda q: q.pts))
-    t_start = time.monotonic()
-    try:
-        for frame in iter_video_frames(path, fps=cfg.fps, max_size=max_size):
-            while pending and pending[0].pts < frame.pts:
-                r.ask(pending.popleft())
-            if realtime:
-                time.sleep(max(0.0, t_start + frame.pts - time.monotonic()))
-            else:
-                while r.backlog() >= max(1, cfg.frame_queue // 2) and not r._stop.is_set():
-                    time.sleep(0.002)
-            r.submit_frame(frame)
-            if progress is not None:
-                progress(frame.pts)
-        while pending:
-            r.ask(pending.popleft())
-        stats = r.finish(timeout)
-    except BaseException:
-        r.close()
-        raise
-    return list(r.transcript), stats

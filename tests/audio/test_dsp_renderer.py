@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
-from livesense.audio.geometry import OrbitTrajectory, Pose, PoseFileTrajectory
+from livesense.audio.geometry import Pose
 from livesense.audio.hrtf import load_hrirs, onset_index
+from livesense.audio.trajectory import OrbitTrajectory, PoseFileTrajectory
 from livesense.errors import ConfigError
 from livesense.streaming.testing import assert_causal, assert_offline_equals_chunked
 

@@ -10,11 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from livesense.audio.geometry import (
     EAR_OFFSETS,
-    OrbitTrajectory,
     Pose,
-    PoseFileTrajectory,
-    StaticTrajectory,
-    as_trajectory,
     direction_angles,
     ear_distances,
     ear_positions,
@@ -25,6 +21,12 @@ from livesense.audio.geometry import (
     slerp,
     source_direction,
     yaw_quaternion,
+)
+from livesense.audio.trajectory import (
+    OrbitTrajectory,
+    PoseFileTrajectory,
+    StaticTrajectory,
+    as_trajectory,
 )
 from livesense.errors import ConfigError
 

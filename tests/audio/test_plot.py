@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livesense.audio.geometry import OrbitTrajectory, Pose, StaticTrajectory
+from livesense.audio.geometry import Pose
 from livesense.audio.plot import (
     ild_over_time,
     plot_binaural,
     power_spectrogram,
     source_azimuth,
 )
+from livesense.audio.trajectory import OrbitTrajectory, StaticTrajectory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SIX_DB = 20.0 * np.log10(2.0)  # 6.0206

@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
-from livesense.audio.geometry import (
-    OrbitTrajectory,
-    Pose,
-    PoseArray,
-    Trajectory,
-    yaw_quaternion,
-)
+from livesense.audio.geometry import Pose, PoseArray, yaw_quaternion
 from livesense.audio.hrtf import load_hrirs
 from livesense.audio.room import (
     RoomConfig,
@@ -23,6 +17,7 @@ from livesense.audio.room import (
     render_room,
     schroeder_rt60,
 )
+from livesense.audio.trajectory import OrbitTrajectory, Trajectory
 from livesense.errors import ConfigError
 
 SR = 48000

@@ -1,4 +1,4 @@
-"""synth-binaural end to end on tiny runs in tmp_path."""
+"""Synthetic binaural data on tiny runs in tmp_path: layout, reproducibility, splits, voices."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from livesense.audio import synth
 from livesense.audio.dataset import wav_info
 from livesense.audio.geometry import quat_rotate
 from livesense.audio.room import RoomConfig
-from livesense.audio.synth import VOICE_SPLITS, main, random_trajectory
+from livesense.audio.synth import VOICE_SPLITS, SynthConfig, generate_dataset, random_trajectory
+from livesense.errors import LivesenseError
 from livesense.media.wav import write_wav
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 
-def _run(out: Path, *extra: str, seed: int = 3, n: int = 2) -> int:
-    argv = ["synth-binaural", "--out", str(out), "--sequences", str(n), "--seconds", "1"]
-    return main([*argv, "--seed", str(seed), "--no-progress", *extra])
+def _run(out: Path, seed: int = 3, n: int = 2, **kw: object) -> dict:
+    return generate_dataset(SynthConfig(out, sequences=n, seconds=1.0, seed=seed, **kw))  # type: ignore[arg-type]
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -32,7 +32,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @needs_espeak
 def test_tiny_run_writes_the_layout(tmp_path: Path) -> None:
-    assert _run(tmp_path / "a") == 0
+    manifest = _run(tmp_path / "a")
     root = tmp_path / "a"
     seqs = sorted(p for p in root.iterdir() if p.is_dir())
     assert [p.name for p in seqs] == ["seq_0000", "seq_0001"]
@@ -51,15 +51,15 @@ def test_tiny_run_writes_the_layout(tmp_path: Path) -> None:
         assert meta["voice"] in VOICE_SPLITS["train"]
         if (s / "rx_positions.txt").exists():
             assert np.loadtxt(s / "rx_positions.txt").shape == (121, 7)
-    manifest = json.loads((root / "split.json").read_text())
+    assert json.loads((root / "split.json").read_text()) == manifest
     assert manifest["splits"]["train"]["sequences"] == ["seq_0000", "seq_0001"]
 
 
 @needs_espeak
 def test_same_seed_identical_files_other_seed_different(tmp_path: Path) -> None:
-    assert _run(tmp_path / "a", n=1) == 0
-    assert _run(tmp_path / "b", n=1) == 0
-    assert _run(tmp_path / "c", n=1, seed=4) == 0
+    _run(tmp_path / "a", n=1)
+    _run(tmp_path / "b", n=1)
+    _run(tmp_path / "c", n=1, seed=4)
     a, b, c = (_files(tmp_path / k) for k in "abc")
     assert a == b
     assert a["seq_0000/binaural.wav"] != c["seq_0000/binaural.wav"]
@@ -67,7 +67,7 @@ def test_same_seed_identical_files_other_seed_different(tmp_path: Path) -> None:
 
 @needs_espeak
 def test_split_all_has_disjoint_voices_and_random_rooms(tmp_path: Path) -> None:
-    assert _run(tmp_path / "s", "--split", "all", "--room", "random", n=3) == 0
+    _run(tmp_path / "s", split="all", room="random", n=3)
     root = tmp_path / "s"
     manifest = json.loads((root / "split.json").read_text())
     voices = {k: set(v["voices"]) for k, v in manifest["splits"].items()}
@@ -105,37 +105,26 @@ def test_trajectories_stay_in_the_room_and_in_range() -> None:
     assert turns.shape == (241, 7) and np.all(turns[:, :3] == 0)
 
 
-def test_user_voices_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_voices_and_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _run(tmp_path / "o", "--voices", str(empty)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "no .wav files" in err and "\n" not in err
+    with pytest.raises(LivesenseError, match="no .wav files"):
+        _run(tmp_path / "o", voices=str(empty))
     voices = tmp_path / "voices"
     voices.mkdir()
     rng = np.random.default_rng(0)
     for i in range(10):
         tone = 0.2 * np.sin(2 * np.pi * (150 + 20 * i) * np.arange(16000) / 16000)
         write_wav(voices / f"talker{i}.wav", (tone * rng.uniform(0.5, 1, 16000))[None], 16000)
-    assert _run(tmp_path / "u", "--voices", str(voices), n=1) == 0
+    _run(tmp_path / "u", voices=str(voices), n=1)
     meta = json.loads((tmp_path / "u" / "seq_0000" / "meta.json").read_text())
     assert meta["voice"].startswith("talker")
     assert wav_info(tmp_path / "u" / "seq_0000" / "mono.wav").frames == 48000
 
 
 def test_missing_espeak_says_how_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(synth.shutil, "which", lambda name: None)
-    assert _run(tmp_path / "o") == 2
-    assert "apt-get install espeak-ng" in capsys.readouterr().err
-
-
-def test_cli_parser_hook() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    synth.add_synth_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["synth-binaural", "--out", "x"])
-    assert (args.sequences, args.seconds, args.room, args.split) == (8, 10.0, "demo", "train")
-    assert synth.cmd_synth is not None
+    with pytest.raises(LivesenseError, match="apt-get install espeak-ng"):
+        _run(tmp_path / "o")

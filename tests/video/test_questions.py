@@ -132,3 +132,25 @@ def test_accuracy(tmp_path):
     write_accuracy(tmp_path / "accuracy.json", acc)
     assert json.loads((tmp_path / "accuracy.json").read_text())["accuracy"] == 0.5
     assert compute_accuracy(qs, {})["answered"] == 0
+
+
+def test_schedule_files(tmp_path):
+    """The plain schedules livesense client takes: JSON list, JSON lines, 'SECONDS text' lines."""
+    p = tmp_path / "q.json"
+    p.write_text(json.dumps([{"t": 2, "text": "b"}, {"time": 1, "question": "a", "id": "x"}]))
+    qs = load_questions(p).questions
+    assert [(q.pts, q.text, q.id) for q in qs] == [(1.0, "a", "x"), (2.0, "b", "q1")]
+    p.write_text('{"t": 1, "text": "a"}\n{"t": 0.5, "text": "b"}\n')
+    assert [q.text for q in load_questions(p).questions] == ["b", "a"]
+    p.write_text("# comment\n0.2 what colour?\n\n1:05 and now?\n")
+    qs = load_questions(p).questions
+    assert [(q.pts, q.text, q.id) for q in qs] == [
+        (0.2, "what colour?", "q2"),
+        (65.0, "and now?", "q4"),
+    ]
+    p.write_text("soon what?\n")
+    with pytest.raises(ConfigError, match="q.json: line 1: expected 'SECONDS question'"):
+        load_questions(p)
+    p.write_text("3\n")
+    with pytest.raises(ConfigError, match="no question after the time"):
+        load_questions(p)

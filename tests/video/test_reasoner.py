@@ -16,12 +16,9 @@ from livesense.models.vlm import Kind, load_vlm_from
 from livesense.models.vlm.tiny import save_tiny
 from livesense.streaming.frames import Question, VideoFrame
 from livesense.video.questions import compute_accuracy
-from livesense.video.reasoner import (
-    ReasonerConfig,
-    TranscriptWriter,
-    VideoReasoner,
-    run_reasoner_on_file,
-)
+from livesense.video.reasoner import ReasonerConfig, VideoReasoner
+from livesense.video.replay_tap import run_reasoner_on_file
+from livesense.video.transcript import TranscriptWriter
 
 IMG = np.zeros((32, 32, 3), np.uint8)
 

@@ -5,30 +5,32 @@ speech from mono audio and speaker/listener poses, streamed chunk by chunk.
 - :mod:`.layers`, :mod:`.unet` — causal blocks with streaming state, the U-Net
 - :mod:`.flow` — representation, prior, flow matching loss, :func:`train_step`
 - :mod:`.solvers` — Euler / midpoint with early-skip schedules
-- :mod:`.renderer` — :class:`NeuralBinauralRenderer`, :class:`BatchedNeuralRenderer`,
-  :class:`FallbackRenderer` (DSP crossfade), :class:`NfePolicy`
-- :mod:`.checkpoint` — safetensors + config.json
+- :mod:`.batched`, :mod:`.renderer` — :class:`BatchedNeuralRenderer` (slots),
+  :class:`NeuralBinauralRenderer` (one stream); :mod:`.bank` — the buffer bank per NFE;
+  :mod:`.dsp_prior` — the DSP prior's per-slot renderers
+- :mod:`.nfe` — :class:`NfePolicy`; :mod:`.fallback` — :class:`FallbackRenderer` (DSP crossfade)
+- :mod:`.checkpoint` — safetensors + config.json, the bundled model, random models
+- :mod:`.training`, :mod:`.evaluation` — flow matching training, evaluation against DSP
 """
 
+from livesense.models.binaural.batched import BatchedNeuralRenderer, RenderStats
 from livesense.models.binaural.checkpoint import (
     bundled_checkpoint,
     load_checkpoint,
+    load_model,
+    random_model,
     save_checkpoint,
 )
 from livesense.models.binaural.config import BinauralFlowConfig
+from livesense.models.binaural.fallback import FallbackRenderer
 from livesense.models.binaural.flow import FlowBatch, flow_matching_loss, train_step
-from livesense.models.binaural.renderer import (
-    BatchedNeuralRenderer,
-    FallbackRenderer,
-    NeuralBinauralRenderer,
-    NfePolicy,
-    RenderStats,
-    random_model,
-)
+from livesense.models.binaural.nfe import NfePolicy
+from livesense.models.binaural.renderer import LIVE_BLOCK_FRAMES, NeuralBinauralRenderer, live_block
 from livesense.models.binaural.solvers import SolverPlan, make_plan, solve, time_schedule
 from livesense.models.binaural.unet import BinauralFlowUNet
 
 __all__ = [
+    "LIVE_BLOCK_FRAMES",
     "BatchedNeuralRenderer",
     "BinauralFlowConfig",
     "BinauralFlowUNet",
@@ -40,7 +42,9 @@ __all__ = [
     "SolverPlan",
     "bundled_checkpoint",
     "flow_matching_loss",
+    "live_block",
     "load_checkpoint",
+    "load_model",
     "make_plan",
     "random_model",
     "save_checkpoint",

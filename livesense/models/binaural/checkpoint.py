@@ -1,4 +1,5 @@
-"""BinauralFlow checkpoints: a directory with ``model.safetensors`` + ``config.json``.
+"""BinauralFlow models from configs: checkpoints (a directory with ``model.safetensors`` +
+``config.json``), the bundled checkpoint, and seeded random initialisations.
 
 ``config.json`` holds ``{"format": "livesense.binauralflow", "version": 1, "config": {...},
 "extra": {...}}`` (``extra``: caller metadata such as training steps or data). Models never read
@@ -26,6 +27,8 @@ __all__ = [
     "WEIGHTS_NAME",
     "bundled_checkpoint",
     "load_checkpoint",
+    "load_model",
+    "random_model",
     "save_checkpoint",
 ]
 
@@ -130,3 +133,24 @@ def bundled_checkpoint() -> Path:
             "reinstall livesense, pass --checkpoint DIR, or use --renderer dsp"
         )
     return BUNDLED_CHECKPOINT
+
+
+def random_model(preset: str | BinauralFlowConfig = "small", seed: int = 0) -> BinauralFlowUNet:
+    """A seeded, randomly initialised model (global RNG state untouched)."""
+    cfg = preset if isinstance(preset, BinauralFlowConfig) else BinauralFlowConfig.preset(preset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BinauralFlowUNet(cfg)
+    return model.eval()
+
+
+def load_model(
+    checkpoint: str | Path | None = None, random_weights: bool = False
+) -> BinauralFlowUNet:
+    """The model a command renders with: ``checkpoint`` when given, else an untrained ``small``
+    model with ``random_weights`` (meaningless audio, for testing), else the bundled one."""
+    if checkpoint:
+        return load_checkpoint(checkpoint)[0]
+    if random_weights:
+        return random_model("small")
+    return load_checkpoint(bundled_checkpoint())[0]

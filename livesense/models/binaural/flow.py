@@ -22,10 +22,12 @@ from livesense.models.binaural.config import POSE_DIM, BinauralFlowConfig
 from livesense.models.binaural.unet import BinauralFlowUNet
 
 __all__ = [
+    "NOISE_KEY",
     "FlowBatch",
     "batch_features",
     "channels_to_spec",
     "flow_matching_loss",
+    "noise_seed",
     "prior",
     "spec_to_channels",
     "stft_frames",
@@ -60,6 +62,15 @@ def channels_to_spec(ch: torch.Tensor, compress: float = 1.0, scale: float = 1.0
         mag = spec.abs()
         spec = spec * (mag.clamp_min(1e-12) ** (1.0 / compress - 1.0))
     return spec
+
+
+NOISE_KEY = 1_000_003  # seeds a stream's noise per index: seed * NOISE_KEY + index
+
+
+def noise_seed(seed: int, index: int) -> int:
+    """The generator seed of noise ``index`` (a frame, a training step) of stream ``seed``:
+    keyed by the index, so chunking, batching and resuming never change which noise it gets."""
+    return (int(seed) * NOISE_KEY + int(index)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def prior(cond: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:

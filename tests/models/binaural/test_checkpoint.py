@@ -11,9 +11,9 @@ import torch
 
 from livesense.audio.geometry import Pose
 from livesense.errors import ConfigError, LivesenseError
-from livesense.models.binaural.checkpoint import load_checkpoint, save_checkpoint
+from livesense.models.binaural.checkpoint import load_checkpoint, random_model, save_checkpoint
 from livesense.models.binaural.config import BinauralFlowConfig
-from livesense.models.binaural.renderer import NeuralBinauralRenderer, random_model
+from livesense.models.binaural.renderer import NeuralBinauralRenderer
 
 
 def test_round_trip_gives_identical_output(tmp_path: Path) -> None:

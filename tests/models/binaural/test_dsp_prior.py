@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
-from livesense.audio.geometry import OrbitTrajectory, Pose
+from livesense.audio.geometry import Pose
+from livesense.audio.trajectory import OrbitTrajectory
+from livesense.models.binaural.batched import BatchedNeuralRenderer
+from livesense.models.binaural.checkpoint import random_model
 from livesense.models.binaural.config import BinauralFlowConfig
 from livesense.models.binaural.flow import FlowBatch, batch_features
-from livesense.models.binaural.renderer import (
-    BatchedNeuralRenderer,
-    NeuralBinauralRenderer,
-    random_model,
-)
+from livesense.models.binaural.renderer import NeuralBinauralRenderer
 from livesense.streaming.testing import assert_causal, assert_offline_equals_chunked
 
 SR = 48000

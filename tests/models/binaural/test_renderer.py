@@ -8,16 +8,15 @@ import pytest
 import torch
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
-from livesense.audio.geometry import OrbitTrajectory, Pose
+from livesense.audio.geometry import Pose
+from livesense.audio.trajectory import OrbitTrajectory
 from livesense.errors import ConfigError
+from livesense.models.binaural.batched import BatchedNeuralRenderer
+from livesense.models.binaural.checkpoint import random_model
 from livesense.models.binaural.config import BinauralFlowConfig
-from livesense.models.binaural.renderer import (
-    BatchedNeuralRenderer,
-    FallbackRenderer,
-    NeuralBinauralRenderer,
-    NfePolicy,
-    random_model,
-)
+from livesense.models.binaural.fallback import FallbackRenderer
+from livesense.models.binaural.nfe import NfePolicy
+from livesense.models.binaural.renderer import NeuralBinauralRenderer
 from livesense.streaming.testing import assert_causal, assert_offline_equals_chunked
 
 SR = 48000
@@ -47,7 +46,7 @@ def test_offline_equals_chunked(model, solver: str, nfe: int) -> None:
     x = speech_like(0.5)
     r = NeuralBinauralRenderer(model, nfe=nfe, solver=solver)
     assert r.latency == OVERLAP and r.granularity == HOP
-    assert r.stats is not None and r._banks[nfe].plan.eval_times[0] == 0.5  # early skip
+    assert r.stats is not None and r._banks.ensure(nfe).plan.eval_times[0] == 0.5  # early skip
     assert_offline_equals_chunked(
         lambda: NeuralBinauralRenderer(model, nfe=nfe, solver=solver, max_frames=8),
         x,

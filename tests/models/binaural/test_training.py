@@ -1,26 +1,22 @@
-"""train-binaural on tiny hand-made sequences: checkpoints, loss history, resume, Ctrl-C, errors."""
+"""Training on tiny hand-made sequences: checkpoints, loss history, resume, stopping, batches."""
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from livesense.errors import LivesenseError
+from livesense.audio.dataset import BinauralDataset, read_wav_segment
+from livesense.audio.dsp_renderer import DspBinauralRenderer
+from livesense.cli.signals import graceful_stop
+from livesense.models.binaural.batches import find_splits, make_batch
 from livesense.models.binaural.checkpoint import load_checkpoint
-from livesense.models.binaural.training import (
-    OPTIMIZER_NAME,
-    TrainConfig,
-    add_train_parser,
-    cmd_train,
-    find_splits,
-    make_batch,
-    train,
-)
+from livesense.models.binaural.training import OPTIMIZER_NAME, TrainConfig, train
 
 SR = 48000
 
@@ -46,7 +42,6 @@ def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
         save_every=20,
         val_crops=4,
         log_every=5,
-        progress=False,
         threads=1,
     )
     base.update(kw)
@@ -125,10 +120,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
     assert not (out / "best").exists()
 
 
-def test_sigterm_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
-    import os
-    import signal
-
+def test_sigterm_stops_after_the_step_and_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
     data = tmp_path / "flat"
     fake_sequence(data / "a", 2)
     before = signal.getsignal(signal.SIGTERM)
@@ -137,15 +129,14 @@ def test_sigterm_saves_a_checkpoint(tmp_path: Path, fake_sequence) -> None:
         if step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    res = train(_cfg(data, tmp_path / "ckpt", steps=100), on_step=terminate)
+    with graceful_stop() as stop:  # the CLI's handler: SIGTERM asks the loop to stop
+        res = train(_cfg(data, tmp_path / "ckpt", steps=100), on_step=terminate, stop=stop.is_set)
     assert res.interrupted and res.step == 2
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["extra"]["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 
 
 def test_batch_poses_follow_the_frames(trained: tuple[Path, Path, object]) -> None:
-    from livesense.audio.dataset import BinauralDataset
-
     data, _, _ = trained
     ds = BinauralDataset(data / "val", 1280, random_crop=False)
     b = make_batch(ds, [0, 1], load_checkpoint(trained[1])[1])
@@ -159,9 +150,6 @@ def test_batch_poses_follow_the_frames(trained: tuple[Path, Path, object]) -> No
 def test_dsp_prior_batches_carry_crops_of_the_whole_sequence_render(
     trained: tuple[Path, Path, object],
 ) -> None:
-    from livesense.audio.dataset import BinauralDataset, read_wav_segment
-    from livesense.audio.dsp_renderer import DspBinauralRenderer
-
     data, _, _ = trained
     ds = BinauralDataset(data / "val", 1280, random_crop=False)
     cfg = load_checkpoint(trained[1])[1].replace(prior="dsp")
@@ -174,37 +162,7 @@ def test_dsp_prior_batches_carry_crops_of_the_whole_sequence_render(
     assert make_batch(ds, [0], cfg.replace(prior="mono")).dsp is None
 
 
-def _args(**kw: object) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_train_parser(parser.add_subparsers(dest="command"))
-    argv = ["train-binaural"]
-    for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return parser.parse_args(argv)
-
-
-def test_bad_inputs_give_clear_errors(tmp_path: Path, fake_sequence) -> None:
-    with pytest.raises(LivesenseError, match="folder not found"):
-        cmd_train(_args(data=tmp_path / "nope", out=tmp_path / "c", steps=1, preset="tiny"))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(LivesenseError, match="holds no sequences"):
-        cmd_train(_args(data=tmp_path / "empty", out=tmp_path / "c", steps=1, preset="tiny"))
+def test_find_splits_without_train_folder(tmp_path: Path, fake_sequence) -> None:
     fake_sequence(tmp_path / "d" / "a", 2, speaker_yaw=180.0)
-    with pytest.raises(LivesenseError, match="--resume: no checkpoint"):
-        cmd_train(_args(data=tmp_path / "d", out=tmp_path / "c", steps=1, resume=True))
-    with pytest.raises(LivesenseError, match="--steps must be positive"):
-        cmd_train(_args(data=tmp_path / "d", out=tmp_path / "c", steps=0))
     train_dir, val_dir, note = find_splits(tmp_path / "d")
     assert train_dir == tmp_path / "d" and val_dir is None and note and "no train/" in note
-
-
-def test_cli_trains_and_refuses_to_overwrite(
-    tmp_path: Path, capsys: pytest.CaptureFixture, fake_sequence
-) -> None:
-    fake_sequence(tmp_path / "d" / "train" / "a", 3, speaker_yaw=180.0)
-    args = dict(data=tmp_path / "d", out=tmp_path / "c", steps=2, preset="tiny", batch=1,
-                segment_seconds=0.03, threads=1)  # fmt: skip
-    assert cmd_train(_args(**args)) == 0
-    assert "checkpoint in" in capsys.readouterr().out
-    with pytest.raises(LivesenseError, match="already holds a checkpoint"):
-        cmd_train(_args(**args))

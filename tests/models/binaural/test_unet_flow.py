@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from livesense.audio.stft import StreamingSTFT
+from livesense.models.binaural.checkpoint import random_model
 from livesense.models.binaural.config import BinauralFlowConfig
 from livesense.models.binaural.flow import (
     FlowBatch,
@@ -20,7 +21,6 @@ from livesense.models.binaural.flow import (
     train_step,
 )
 from livesense.models.binaural.layers import StreamState
-from livesense.models.binaural.renderer import random_model
 
 
 def _inputs(cfg: BinauralFlowConfig, frames: int, seed: int = 0):
