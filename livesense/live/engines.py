@@ -1,47 +1,56 @@
-"""Shared model engines: one per process, per-session state created from them.
+"""Model engines: one per model per process, built in ``main`` and passed to what needs them.
 
 A **renderer engine** owns what all sessions share (the HRIR set, a neural model's weights)
 and creates a :class:`SessionRenderer` (per-session streaming state) for each session. A
-**reasoner engine** opens a :class:`ReasonerHandle` per session.
-
-Plugging in other engines (done by the CLI wiring, never at import time)::
-
-    from livesense.live import engines
-    engines.register_renderer("neural", lambda: MyNeuralEngine(preset="small"))
-    engines.register_reasoner("tiny", lambda: engines.VideoReasonerEngine(make_reasoner))
-
-where ``make_reasoner(on_event)`` returns a started ``livesense.video.reasoner.VideoReasoner``
-(anything with ``submit_frame``, ``ask``, ``finish``/``close``).
+**reasoner engine** opens a :class:`ReasonerHandle` per session. :class:`Engines` holds the
+engines of one process (renderers by name, built on first use when given as factories, and
+the reasoner); ``livesense serve`` builds it in its ``run`` and hands it to the server, tests
+build their own. Nothing here is a module-level registry.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
 from livesense.audio.geometry import Pose
+from livesense.audio.hrtf import load_hrirs
 from livesense.errors import ConfigError
-from livesense.streaming.frames import Question, TextEvent, VideoFrame
+from livesense.models.binaural import (
+    FallbackRenderer,
+    NeuralBinauralRenderer,
+    NfePolicy,
+    live_block,
+    load_model,
+)
+from livesense.models.binaural.unet import BinauralFlowUNet
+from livesense.models.vlm import load_vlm
+from livesense.streaming.adapters import Rechunk
+from livesense.streaming.frames import PoseUpdate, Question, TextEvent, VideoFrame
+from livesense.streaming.processor import PoseTarget, StreamProcessor, to_numpy
+from livesense.video.reasoner import ReasonerConfig, ReasonerStats, VideoReasoner
 
 __all__ = [
     "DspEngine",
+    "Engines",
     "FakeReasoner",
+    "NeuralEngine",
     "NullReasoner",
     "ReasonerEngine",
     "ReasonerHandle",
     "RendererEngine",
     "SessionRenderer",
     "VideoReasonerEngine",
-    "get_reasoner",
-    "get_renderer",
-    "register_reasoner",
-    "register_renderer",
-    "renderer_names",
+    "reasoner_engine",
 ]
+
+log = logging.getLogger(__name__)
 
 EventCallback = Callable[[TextEvent], None]
 
@@ -49,23 +58,48 @@ EventCallback = Callable[[TextEvent], None]
 # --------------------------------------------------------------------------- renderers
 
 
-@runtime_checkable
-class SessionRenderer(Protocol):
-    """Per-session streaming renderer: mono (n,) float32 -> (2, m) float32.
+class SessionRenderer:
+    """One session's renderer: mono ``(1, n)`` float32 -> binaural ``(2, m)`` float32, pose
+    updates, and how it degrades.
 
-    ``latency`` (input samples) is what ``step`` holds back; ``flush`` returns it at the end,
-    so the total output length equals the total input length.
+    ``processor`` is the streaming renderer (a :class:`StreamProcessor` that takes pose
+    updates); ``fallback`` the :class:`FallbackRenderer` inside it when it can degrade to the
+    DSP renderer click-free. ``latency`` (input samples) is what ``step`` holds back; ``flush``
+    returns it, so the total output length equals the total input length.
     """
 
-    latency: int
+    def __init__(
+        self, processor: StreamProcessor, name: str, fallback: FallbackRenderer | None = None
+    ):
+        if not isinstance(processor, PoseTarget):
+            raise TypeError(f"{type(processor).__name__} takes no pose updates")
+        self.processor = processor
+        self.name = name
+        self.fallback = fallback
+        self.latency = processor.latency
+        self.granularity = processor.granularity
+        self.degraded = False
 
-    def step(self, x: np.ndarray) -> np.ndarray | None: ...
+    def step(self, x: np.ndarray) -> np.ndarray | None:
+        y = self.processor.step(x)
+        return None if y is None else to_numpy(y, np.float32)
 
-    def flush(self) -> np.ndarray | None: ...
+    def flush(self) -> np.ndarray | None:
+        y = self.processor.flush()
+        return None if y is None else to_numpy(y, np.float32)
 
-    def set_speaker_pose(self, pose: Pose, at_sample: int | None = None) -> None: ...
+    def apply_pose(self, update: PoseUpdate) -> None:
+        self.processor.apply_pose(update)  # type: ignore[attr-defined]
 
-    def set_listener_pose(self, pose: Pose, at_sample: int | None = None) -> None: ...
+    def degrade(self) -> bool:
+        """Fall back to the DSP renderer (crossfaded) from the next sample; False when there is
+        nothing to fall back to (already DSP, or already degraded)."""
+        if self.fallback is None or self.degraded:
+            return False
+        self.fallback.use_dsp(True)
+        self.degraded = True
+        self.name = "dsp"
+        return True
 
 
 @runtime_checkable
@@ -83,82 +117,32 @@ class DspEngine:
     name = "dsp"
 
     def __init__(self, hrtf: str | None = None, sample_rate: int = 48000, block: int = 128):
-        from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
-        from livesense.audio.hrtf import load_hrirs
-
-        self._cls = DspBinauralRenderer
         self.sample_rate = sample_rate
         self.config = DspRendererConfig(sample_rate=sample_rate, block=block)
         self.hrirs = load_hrirs(hrtf, sample_rate)
-        # Build the shared partition spectra once, under a lock, before sessions race for it.
-        self._lock = threading.Lock()
-        with self._lock:
-            self._cls(hrirs=self.hrirs, config=self.config)
+        # Build the shared partition spectra once, before sessions race for them.
+        DspBinauralRenderer(hrirs=self.hrirs, config=self.config)
+
+    def renderer(self, speaker: Pose, listener: Pose) -> DspBinauralRenderer:
+        """A DSP renderer over the shared HRIR set (also the neural engine's fallback)."""
+        return DspBinauralRenderer(speaker, listener, hrirs=self.hrirs, config=self.config)
 
     def create(self, speaker: Pose, listener: Pose, sample_rate: int) -> SessionRenderer:
         if sample_rate != self.sample_rate:
             raise ConfigError(f"DSP engine runs at {self.sample_rate} Hz, not {sample_rate}")
-        return self._cls(speaker, listener, hrirs=self.hrirs, config=self.config)  # type: ignore[return-value]
-
-
-class BlockRenderer:
-    """Feeds a renderer ``block`` samples at a time (granularity ``block``), holding input
-    until a block is complete; ``flush`` renders the rest. Poses pass through."""
-
-    def __init__(self, renderer: Any, block: int):
-        self.renderer = renderer
-        self.block = block
-        self.latency = renderer.latency
-        self.granularity = block
-        self._buf = np.zeros((1, block), np.float32)  # (1, block) pending input
-        self._n = 0
-
-    def step(self, x: np.ndarray) -> np.ndarray | None:
-        x = np.asarray(x, np.float32).reshape(1, -1)
-        outs = []
-        pos = 0
-        while pos < x.shape[1]:
-            k = min(self.block - self._n, x.shape[1] - pos)
-            self._buf[:, self._n : self._n + k] = x[:, pos : pos + k]
-            self._n += k
-            pos += k
-            if self._n == self.block:
-                y = self.renderer.step(self._buf.copy())
-                self._n = 0
-                if y is not None:
-                    outs.append(np.asarray(y, np.float32))
-        return np.concatenate(outs, axis=1) if outs else None
-
-    def flush(self) -> np.ndarray | None:
-        parts = []
-        if self._n:
-            y = self.renderer.step(self._buf[:, : self._n].copy())
-            if y is not None:
-                parts.append(np.asarray(y, np.float32))
-            self._n = 0
-        tail = self.renderer.flush()
-        if tail is not None:
-            parts.append(np.asarray(tail, np.float32))
-        return np.concatenate(parts, axis=1) if parts else None
-
-    def set_speaker_pose(self, pose: Pose, at_sample: int | None = None) -> None:
-        self.renderer.set_speaker_pose(pose, at_sample)
-
-    def set_listener_pose(self, pose: Pose, at_sample: int | None = None) -> None:
-        self.renderer.set_listener_pose(pose, at_sample)
-
-    @property
-    def stats(self) -> Any:
-        return getattr(self.renderer, "stats", None)
+        return SessionRenderer(self.renderer(speaker, listener), self.name)
 
 
 class NeuralEngine:
     """The BinauralFlow renderer: one model shared by all sessions; each session gets its own
-    streaming state (buffer bank) and an NFE policy that lowers evaluations under load.
+    streaming state (buffer bank), an NFE policy that lowers evaluations under load and a
+    click-free fallback to the DSP renderer (:meth:`SessionRenderer.degrade`).
 
-    ``checkpoint`` is a directory or ``model.safetensors`` saved by the training code (None:
-    the bundled ``small`` model of the demo room); ``random_weights`` (without a checkpoint)
-    builds an untrained ``small`` model instead (meaningless audio, for testing).
+    ``model`` is used as given; otherwise ``checkpoint`` (a directory or ``model.safetensors``
+    saved by the training code) or, with neither, the bundled ``small`` model of the demo room;
+    ``random_weights`` (without a checkpoint) builds an untrained ``small`` model instead
+    (meaningless audio, for testing). Sessions are rendered in blocks of
+    :func:`~livesense.models.binaural.live_block` samples.
     """
 
     name = "neural"
@@ -169,67 +153,28 @@ class NeuralEngine:
         random_weights: bool = False,
         nfe: int | None = None,
         sample_rate: int = 48000,
+        model: BinauralFlowUNet | None = None,
+        dsp: DspEngine | None = None,
     ):
-        from livesense.models.binaural import bundled_checkpoint, load_checkpoint, random_model
-
-        if checkpoint:
-            self.model, self.config = load_checkpoint(checkpoint)
-        elif random_weights:
-            self.model = random_model("small")
-            self.config = self.model.config
-        else:
-            self.model, self.config = load_checkpoint(bundled_checkpoint())
+        self.model = model if model is not None else load_model(checkpoint, random_weights)
+        self.config = self.model.config
         if self.config.sample_rate != sample_rate:
             raise ConfigError(
                 f"checkpoint renders {self.config.sample_rate} Hz, the session needs {sample_rate}"
             )
         self.sample_rate = sample_rate
         self.nfe = nfe
-        # Network calls over 16 frames at a time: per-call overhead dominates smaller ones on
-        # a CPU (RTF 0.47 at 42.7 ms blocks vs 2.3 at 10 ms on 2 cores).
-        self.block = 16 * self.config.hop
+        self.block = live_block(self.config)
+        self.dsp = dsp if dsp is not None else DspEngine(sample_rate=sample_rate)
 
     def create(self, speaker: Pose, listener: Pose, sample_rate: int) -> SessionRenderer:
-        from livesense.models.binaural import NeuralBinauralRenderer, NfePolicy
-
         if sample_rate != self.sample_rate:
             raise ConfigError(f"neural engine runs at {self.sample_rate} Hz, not {sample_rate}")
-        renderer = NeuralBinauralRenderer(
+        neural = NeuralBinauralRenderer(
             self.model, speaker=speaker, listener=listener, nfe=self.nfe, policy=NfePolicy()
         )
-        return BlockRenderer(renderer, self.block)  # type: ignore[return-value]
-
-
-_RENDERERS: dict[str, Callable[[], RendererEngine]] = {"dsp": DspEngine}
-_RENDERER_CACHE: dict[str, RendererEngine] = {}
-_RENDERER_LOCK = threading.Lock()
-
-
-def register_renderer(name: str, factory: Callable[[], RendererEngine]) -> None:
-    """Make renderer ``name`` available; ``factory()`` is called once per process, lazily."""
-    with _RENDERER_LOCK:
-        _RENDERERS[name] = factory
-        _RENDERER_CACHE.pop(name, None)
-
-
-def renderer_names() -> list[str]:
-    return sorted(_RENDERERS)
-
-
-def get_renderer(name: str) -> RendererEngine | None:
-    """The process-wide engine ``name`` (built on first use), or None if not registered.
-
-    A factory that fails raises its error each time it is asked (nothing half-built is kept).
-    """
-    with _RENDERER_LOCK:
-        if name in _RENDERER_CACHE:
-            return _RENDERER_CACHE[name]
-        factory = _RENDERERS.get(name)
-        if factory is None:
-            return None
-        engine = factory()
-        _RENDERER_CACHE[name] = engine
-        return engine
+        fallback = FallbackRenderer(neural, self.dsp.renderer(speaker, listener))
+        return SessionRenderer(Rechunk(fallback, self.block), self.name, fallback)
 
 
 # --------------------------------------------------------------------------- reasoners
@@ -238,6 +183,10 @@ def get_renderer(name: str) -> RendererEngine | None:
 @runtime_checkable
 class ReasonerHandle(Protocol):
     """One session's reasoner. Calls never block for long; events go to ``on_event``."""
+
+    @property
+    def evaluations(self) -> int:
+        """Notes and answers the model wrote so far."""
 
     def submit_frame(self, frame: VideoFrame) -> bool: ...
 
@@ -339,17 +288,14 @@ class FakeReasoner:
 
 
 class _VideoReasonerHandle:
-    def __init__(self, reasoner: Any, finish_timeout: float):
+    def __init__(self, reasoner: VideoReasoner, finish_timeout: float):
         self._r = reasoner
         self._finish_timeout = finish_timeout
 
     @property
     def evaluations(self) -> int:
-        stats = getattr(self._r, "stats", None)
-        if stats is None:
-            return 0
-        s = stats()
-        return int(getattr(s, "notes", 0) or 0) + int(getattr(s, "answers", 0) or 0)
+        s: ReasonerStats = self._r.stats()
+        return s.notes_emitted + s.answers
 
     def submit_frame(self, frame: VideoFrame) -> bool:
         return bool(self._r.submit_frame(frame))
@@ -358,21 +304,22 @@ class _VideoReasonerHandle:
         self._r.ask(question)
 
     def close(self) -> None:
-        finish = getattr(self._r, "finish", None)
         try:
-            if finish is not None:
-                finish(self._finish_timeout)
+            self._r.finish(self._finish_timeout)
         finally:
             self._r.close()
 
 
 class VideoReasonerEngine:
-    """Adapter for ``livesense.video.reasoner.VideoReasoner``: ``make(on_event)`` returns a
-    started reasoner (sharing one backend/model across sessions); ``close`` finishes it
-    (pending questions answered, up to ``finish_timeout`` s) and stops it."""
+    """A :class:`~livesense.video.reasoner.VideoReasoner` per session over one shared backend
+    (model weights); ``close`` finishes it (pending questions answered, up to
+    ``finish_timeout`` s) and stops it."""
 
     def __init__(
-        self, make: Callable[[EventCallback], Any], name: str = "vlm", finish_timeout: float = 5.0
+        self,
+        make: Callable[[EventCallback], VideoReasoner],
+        name: str = "vlm",
+        finish_timeout: float = 5.0,
     ):
         self.name = name
         self._make = make
@@ -382,42 +329,75 @@ class VideoReasonerEngine:
         return _VideoReasonerHandle(self._make(on_event), self._finish_timeout)
 
 
-_REASONERS: dict[str, Callable[[], ReasonerEngine]] = {
-    "none": NullReasoner,
-    "fake": FakeReasoner,
-}
-_REASONER_CACHE: dict[str, ReasonerEngine] = {}
+def reasoner_engine(name: str, config: ReasonerConfig | None = None) -> ReasonerEngine:
+    """The reasoner of ``--vlm NAME``: ``none``, ``fake`` (test stand-in) or a transformers VLM
+    (``tiny``, a model id or a local folder) loaded once; every session then gets its own
+    :class:`VideoReasoner` (its own cache and workers) over the shared weights. Raises a
+    :class:`~livesense.errors.LivesenseError` with how to get the model if it cannot load."""
+    if name == "none":
+        return NullReasoner()
+    if name == "fake":
+        return FakeReasoner()
+    backend = load_vlm(name)
+    cfg = config or ReasonerConfig()
 
-
-def _vlm_engine(name: str) -> ReasonerEngine:
-    """A transformers VLM (``tiny``, a model id or a local folder) loaded once; every session
-    gets its own :class:`~livesense.video.reasoner.VideoReasoner` (its own cache and workers)
-    over the shared weights."""
-    from livesense.models.vlm import load_vlm
-    from livesense.video.reasoner import ReasonerConfig, VideoReasoner
-
-    backend = load_vlm(name)  # LivesenseError with how-to-get-it if it cannot be loaded
-
-    def make(on_event: EventCallback) -> Any:
-        return VideoReasoner(backend, ReasonerConfig(), on_event=on_event).start()
+    def make(on_event: EventCallback) -> VideoReasoner:
+        return VideoReasoner(backend, cfg, on_event=on_event).start()
 
     return VideoReasonerEngine(make, name=name)
 
 
-def register_reasoner(name: str, factory: Callable[[], ReasonerEngine]) -> None:
-    """Make ``--vlm name`` available; ``factory()`` is called once per process, lazily."""
-    with _RENDERER_LOCK:
-        _REASONERS[name] = factory
-        _REASONER_CACHE.pop(name, None)
+# --------------------------------------------------------------------------- one process
 
 
-def get_reasoner(name: str) -> ReasonerEngine:
-    """The process-wide reasoner engine ``name``: a registered one (``none``, ``fake``) or a
-    VLM loaded by :func:`livesense.models.vlm.load_vlm` (error if it cannot be loaded)."""
-    with _RENDERER_LOCK:
-        if name in _REASONER_CACHE:
-            return _REASONER_CACHE[name]
-        factory = _REASONERS.get(name)
-        engine = factory() if factory is not None else _vlm_engine(name)
-        _REASONER_CACHE[name] = engine
+class Engines:
+    """The engines of one process: renderers by name and the video reasoner.
+
+    ``renderers`` maps names to engines or to factories called once, on first use (a factory
+    that fails is retried next time: nothing half-built is kept). ``"dsp"`` is always there:
+    it is the floor every session can fall back to.
+    """
+
+    def __init__(
+        self,
+        renderers: Mapping[str, RendererEngine | Callable[[], RendererEngine]] | None = None,
+        reasoner: ReasonerEngine | None = None,
+    ):
+        self._lock = threading.Lock()
+        self._built: dict[str, RendererEngine] = {}
+        self._factories: dict[str, Callable[[], RendererEngine]] = {}
+        for name, e in dict(renderers or {}).items():
+            if isinstance(e, RendererEngine) and not isinstance(e, type):
+                self._built[name] = e
+            else:
+                self._factories[name] = e  # a class or a function: built on first use
+        if "dsp" not in self._built and "dsp" not in self._factories:
+            self._built["dsp"] = DspEngine()
+        self.reasoner: ReasonerEngine = reasoner if reasoner is not None else NullReasoner()
+
+    @property
+    def renderer_names(self) -> list[str]:
+        return sorted({*self._built, *self._factories})
+
+    @property
+    def dsp(self) -> RendererEngine:
+        engine = self.renderer("dsp")
+        assert engine is not None
         return engine
+
+    def renderer(self, name: str) -> RendererEngine | None:
+        """The engine ``name`` (built on first use), or None when there is none or it cannot
+        be built (logged)."""
+        with self._lock:
+            if name in self._built:
+                return self._built[name]
+            factory = self._factories.get(name)
+            if factory is None:
+                return None
+            try:
+                engine = factory()
+            except Exception as e:  # a factory that cannot build its model
+                log.warning("renderer %r unavailable: %s", name, e)
+                return None
+            self._built[name] = engine
+            return engine

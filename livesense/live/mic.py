@@ -1,4 +1,4 @@
-"""Microphone -> binaural renderer -> headphones in real time.
+"""Microphone -> binaural renderer -> headphones in real time (``livesense mic``).
 
 The render loop is the same :class:`~livesense.streaming.pipeline.StreamPipeline` that replays
 files: here its source is the capture ring and its sinks the headphone ring and the recording.
@@ -27,13 +27,15 @@ import numpy as np
 from livesense.audio.geometry import Pose
 from livesense.buffers.audio_ring import AudioRing, OverflowPolicy, RingError
 from livesense.live.devices import DeviceError, import_sounddevice
+from livesense.media.sinks import WavSink
+from livesense.stats import LatencySummary
 from livesense.streaming.frames import AudioChunk, PoseUpdate
-from livesense.streaming.pipeline import StreamPipeline, WavSink
+from livesense.streaming.pipeline import StreamPipeline
 from livesense.streaming.processor import StreamProcessor
 
 
 @dataclass(frozen=True)
-class LiveAudioConfig:
+class MicConfig:
     """Settings of a live audio session (samples at ``sample_rate`` unless named ``_s``)."""
 
     sample_rate: int = 48000
@@ -56,7 +58,7 @@ class LiveAudioConfig:
 
 
 @dataclass
-class LiveAudioStats:
+class MicStats:
     """Counters of a live session (written to ``stats.json`` with ``--record``)."""
 
     sample_rate: int = 48000
@@ -86,19 +88,20 @@ class LiveAudioStats:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
-class LiveAudioSession:
-    """Runs ``renderer`` (mono in, stereo out) between an input and an output device."""
+class MicLoop:
+    """Runs ``renderer`` (mono in, stereo out) between an input and an output device: the
+    capture callback, the render worker and the playback callback of ``livesense mic``."""
 
     def __init__(
         self,
         renderer: StreamProcessor,
-        config: LiveAudioConfig | None = None,
+        config: MicConfig | None = None,
         input_device: int | str | None = None,
         output_device: int | str | None = None,
         record_dir: str | Path | None = None,
     ):
         self.renderer = renderer
-        self.config = cfg = config or LiveAudioConfig()
+        self.config = cfg = config or MicConfig()
         self.input_device = input_device
         self.output_device = output_device
         self.record_dir = Path(record_dir) if record_dir is not None else None
@@ -107,7 +110,7 @@ class LiveAudioSession:
         self.out_ring = AudioRing(
             int(cfg.output_buffer_s * cfg.sample_rate), 2, OverflowPolicy.OVERWRITE
         )
-        self.stats = LiveAudioStats(sample_rate=cfg.sample_rate, block=cfg.block)
+        self.stats = MicStats(sample_rate=cfg.sample_rate, block=cfg.block)
         self._limit = (
             None if cfg.duration_s is None else int(round(cfg.duration_s * cfg.sample_rate))
         )
@@ -154,7 +157,13 @@ class LiveAudioSession:
                 backlog + self.config.max_queue - self.config.prefill
             )
         first = self.out_ring.read_pos - self.config.prefill  # input sample of buf[:, 0]
-        if self.out_ring.read_into(buf, pad=True) > 0 and first >= 0:
+        # Once stopped, nothing more will be rendered: the silence after the last rendered
+        # sample is the end of the session, not an underrun.
+        ended = self._stop.is_set()
+        k = self.out_ring.read_into(buf, pad=not ended)
+        if ended:
+            buf[:, k:] = 0.0
+        if k > 0 and first >= 0:
             self._mark_latency(first, float(getattr(t, "outputBufferDacTime", 0.0) or 0.0))
         outdata[:] = buf.T
 
@@ -182,10 +191,13 @@ class LiveAudioSession:
         """Move the speaker and/or listener from the next rendered block on (thread-safe: a
         control frame that the render loop applies between blocks)."""
 
-        def seven(p: Pose | None) -> tuple[float, ...] | None:
-            return None if p is None else (*p.position, *p.orientation)
-
-        self._controls.append(PoseUpdate(self._position, seven(speaker), seven(listener)))
+        self._controls.append(
+            PoseUpdate(
+                self._position,
+                None if speaker is None else speaker.values,
+                None if listener is None else listener.values,
+            )
+        )
 
     @property
     def position(self) -> int:
@@ -228,7 +240,7 @@ class LiveAudioSession:
         finally:
             self._worker_done.set()
 
-    def run(self, poll: Any = None) -> LiveAudioStats:
+    def run(self, poll: Any = None) -> MicStats:
         """Open the devices and render until stopped, the duration is reached, Ctrl-C, or the
         device goes away. ``poll()`` is called about every 50 ms from this thread. Recordings
         are flushed and closed in every case."""
@@ -312,10 +324,9 @@ class LiveAudioSession:
         st.latency_ms = (
             st.input_latency_ms + st.output_latency_ms + 1000.0 * (wait + queued) / cfg.sample_rate
         )
-        if self._n_lat:
-            lat = self._lat[: self._n_lat] * 1000.0
-            st.measured_latency_ms_p50 = float(np.percentile(lat, 50))
-            st.measured_latency_ms_p99 = float(np.percentile(lat, 99))
+        lat = LatencySummary.of(self._lat[: self._n_lat], 1000.0)
+        if lat is not None:
+            st.measured_latency_ms_p50, st.measured_latency_ms_p99 = lat.p50, lat.p99
         if self.record_dir is not None:
             st.outputs.append(str(self.record_dir / "transcript.jsonl"))
             st.outputs.append(str(self.record_dir / "stats.json"))
@@ -326,7 +337,7 @@ class _DeviceSink:
     """The headphone ring as a pipeline sink: queues ``prefill`` samples of silence before
     the first block, then the rendered audio."""
 
-    def __init__(self, session: LiveAudioSession):
+    def __init__(self, session: MicLoop):
         self.session = session
 
     def write_audio(self, audio: np.ndarray) -> None:

@@ -1,5 +1,9 @@
-"""Frame sources. A recorded file is replayed as a live stream: decoded ahead on a thread
-into a bounded queue (about a second), then released at ``start + pts`` by a :class:`PtsPacer`.
+"""File replay: a recorded file as a live stream, through the stream pipeline into files.
+
+:class:`FileReplaySource` decodes ahead on a thread into a bounded queue (about a second) and
+releases frames at ``start + pts`` through a :class:`PtsPacer` (unpaced with ``--fast``).
+:class:`ReplayPipeline` runs them through a processor into ``binaural.wav`` (or ``audio.wav``),
+``output.mp4`` and ``stats.json``.
 """
 
 from __future__ import annotations
@@ -7,14 +11,21 @@ from __future__ import annotations
 import heapq
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from livesense.errors import MediaError
 from livesense.media.audio import iter_audio_chunks
 from livesense.media.container import probe
+from livesense.media.sinks import Mp4Sink, WavSink
 from livesense.media.video import iter_video_frames
 from livesense.streaming.clock import PtsPacer
 from livesense.streaming.frames import AudioChunk, VideoFrame
+from livesense.streaming.pipeline import PipelineStats, Sink, StreamPipeline
+from livesense.streaming.processor import StreamProcessor
+
+__all__ = ["FileReplaySource", "ReplayConfig", "ReplayPipeline"]
 
 _END = object()
 
@@ -48,8 +59,6 @@ class FileReplaySource:
         self.config = config or ReplayConfig()
         self.info = probe(self.path)  # raises MediaError early for bad input
         if self.info.audio is None:
-            from livesense.errors import MediaError
-
             raise MediaError(f"{self.path}: no audio stream to replay")
         self.has_video = self.config.video and self.info.video is not None
         self.pacer = PtsPacer(realtime=self.config.realtime)
@@ -126,3 +135,54 @@ class FileReplaySource:
             except queue.Empty:
                 pass
             self._thread.join(timeout=2.0)
+
+
+class ReplayPipeline:
+    """A recorded file through a :class:`StreamPipeline` into ``audio_name`` (WAV),
+    ``output.mp4`` (input video + processed audio as stereo AAC) and ``stats.json``."""
+
+    def __init__(
+        self,
+        processor: StreamProcessor,
+        out_dir: str | Path,
+        sample_rate: int = 48000,
+        audio_name: str = "audio.wav",
+        video_size: tuple[int, int] | None = None,
+        video_fps: float = 30.0,
+    ):
+        self.processor = processor
+        self.out_dir = Path(out_dir)
+        self.sample_rate = sample_rate
+        self.audio_name = audio_name
+        self.video_size = video_size
+        self.video_fps = video_fps
+
+    def run(
+        self,
+        frames: Iterable[AudioChunk | VideoFrame],
+        *,
+        input_name: str = "",
+        realtime: bool = True,
+        on_progress: Callable[[float], None] | None = None,
+        max_lag: Callable[[], float] | None = None,
+        on_frame: Callable[[AudioChunk | VideoFrame], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> PipelineStats:
+        """Process ``frames`` until they end, ``stop()`` or Ctrl-C and write the outputs."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        stats = PipelineStats(input=input_name, sample_rate=self.sample_rate, realtime=realtime)
+        sinks: list[Sink] = [
+            WavSink(self.out_dir / self.audio_name, self.sample_rate),
+            Mp4Sink(self.out_dir / "output.mp4", self.sample_rate, self.video_size, self.video_fps),
+        ]
+        try:
+            StreamPipeline(self.processor, self.sample_rate).run(
+                frames, sinks, stats=stats, on_progress=on_progress, on_frame=on_frame, stop=stop
+            )
+        finally:
+            if max_lag is not None:
+                stats.max_lag_ms = 1000.0 * max_lag()
+            stats_path = self.out_dir / "stats.json"
+            stats.outputs.append(str(stats_path))
+            stats.save(stats_path)
+        return stats

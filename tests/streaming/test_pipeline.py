@@ -6,10 +6,11 @@ import numpy as np
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.live.mic import LiveAudioConfig, LiveAudioSession
+from livesense.live.mic import MicConfig, MicLoop
 from livesense.media.audio import read_audio
+from livesense.media.sinks import WavSink
 from livesense.streaming.frames import AudioChunk, PoseUpdate
-from livesense.streaming.pipeline import StreamPipeline, WavSink
+from livesense.streaming.pipeline import StreamPipeline
 
 SR = 48000
 
@@ -70,7 +71,7 @@ def test_interrupted_run_flushes_and_closes():
 
 
 def test_live_session_key_moves_become_control_frames():
-    s = LiveAudioSession(DspBinauralRenderer(), LiveAudioConfig(block=480, duration_s=0.02))
+    s = MicLoop(DspBinauralRenderer(), MicConfig(block=480, duration_s=0.02))
     s.in_ring.write(np.ones(960, np.float32) * 0.1)
     s.update_pose(speaker=Pose((0.0, 2.0, 0.0)))
     frames = list(s._frames())

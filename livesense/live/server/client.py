@@ -9,25 +9,26 @@ pace (or as fast as possible) and saves ``binaural.wav``, ``transcript.jsonl`` a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import io
 import json
-import math
 import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import numpy as np
+from PIL import Image
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from livesense.audio.geometry import Pose
-from livesense.errors import ConfigError, LivesenseError, MediaError
+from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose
+from livesense.audio.trajectory import OrbitTrajectory
+from livesense.errors import LivesenseError, MediaError
 from livesense.live.server.protocol import (
     Kind,
     StartConfig,
@@ -37,14 +38,18 @@ from livesense.live.server.protocol import (
     pose_to_json,
     unpack_frame,
 )
+from livesense.media.audio import iter_audio_chunks
+from livesense.media.video import has_video, iter_video_frames
+from livesense.media.wav import write_wav
+from livesense.stats import LatencySummary
+from livesense.streaming.frames import Question
 
 __all__ = [
+    "ClientError",
     "ClientOptions",
     "ClientResult",
     "LiveClient",
-    "add_client_parser",
-    "cmd_client",
-    "load_question_schedule",
+    "save_result",
     "stream_file",
 ]
 
@@ -100,9 +105,6 @@ class LiveClient:
 
     async def connect(self, open_timeout: float = 10.0) -> dict[str, Any]:
         """Open the websocket, send ``start``, wait for ``ready`` (ClientError otherwise)."""
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus, WebSocketException
-
         try:
             self.ws = await connect(
                 self.url, open_timeout=open_timeout, max_size=16 * 2**20, compression=None
@@ -197,8 +199,6 @@ class LiveClient:
         )  # fmt: skip
 
     async def _read(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             async for msg in self.ws:
                 if isinstance(msg, bytes):
@@ -267,89 +267,42 @@ class ClientOptions:
     fps: float = 2.0
     max_size: int = 640  # longest video side sent
     jpeg_quality: int = 80
-    renderer: str = "dsp"
+    renderer: str = StartConfig.renderer
     reasoning: bool = True
-    speaker: Pose = field(default_factory=lambda: Pose((1.5, 0.0, 0.0)))
-    listener: Pose = field(default_factory=Pose)
+    speaker: Pose = DEFAULT_SPEAKER
+    listener: Pose = DEFAULT_LISTENER
     orbit_s: float | None = None  # the speaker circles the listener once per orbit_s seconds
     pose_rate: float = 20.0  # pose updates per second while orbiting
-    questions: list[tuple[float, str, str]] = field(default_factory=list)  # (t, text, id)
+    questions: list[Question] = field(default_factory=list)  # asked at their pts
     done_timeout: float = 60.0
 
 
-def load_question_schedule(path: str | os.PathLike) -> list[tuple[float, str, str]]:
-    """Questions ``(t seconds, text, id)`` from a file: JSON list / JSON lines of objects
-    ``{"t": 3.5, "text": "...", "id": "q1"}`` or text lines ``SECONDS question``."""
-    p = Path(path)
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read questions file {str(p)!r}: {e.strerror}") from None
-    out: list[tuple[float, str, str]] = []
-    text = raw.strip()
-    try:
-        if text.startswith("["):
-            items = json.loads(text)
-        elif text.startswith("{"):
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            items = []
-            for i, line in enumerate(text.splitlines()):
-                if not line.strip() or line.lstrip().startswith("#"):
-                    continue
-                t, _, q = line.strip().partition(" ")
-                items.append({"t": float(t), "text": q.strip(), "id": f"q{i + 1}"})
-        for i, it in enumerate(items):
-            t = float(it.get("t", it.get("time", it.get("pts"))))
-            q = str(it.get("text", it.get("question", ""))).strip()
-            if not q or not math.isfinite(t) or t < 0:
-                raise ValueError(f"entry {i + 1} needs a time >= 0 and a text")
-            out.append((t, q, str(it.get("id", f"q{i + 1}"))))
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ConfigError(f"questions file {str(p)!r}: {e}") from None
-    return sorted(out, key=lambda x: x[0])
-
-
 def _jpeg(img: np.ndarray, quality: int) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
 def _video_jpegs(path: str, opts: ClientOptions) -> Iterator[tuple[float, bytes]]:
-    from livesense.media.video import iter_video_frames
-
     with iter_video_frames(path, fps=opts.fps, max_size=opts.max_size) as frames:
         for f in frames:
             yield f.pts, _jpeg(f.image, opts.jpeg_quality)
-
-
-def _orbit_pose(opts: ClientOptions, t: float) -> Pose:
-    rel = np.subtract(opts.speaker.position, opts.listener.position)
-    r = float(np.hypot(rel[0], rel[1]))
-    az = math.atan2(rel[1], rel[0]) + 2 * math.pi * t / float(opts.orbit_s or 1.0)
-    c = opts.listener.position
-    return Pose((c[0] + r * math.cos(az), c[1] + r * math.sin(az), c[2] + float(rel[2])))
 
 
 async def stream_file(
     path: str | os.PathLike, url: str, opts: ClientOptions, token: str | None = None
 ) -> ClientResult:
     """Replay ``path`` (audio + optional video) through a session; return what came back."""
-    from livesense.media.audio import iter_audio_chunks
-    from livesense.media.video import has_video
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MediaError(f"{path}: no such file")
     reader = iter_audio_chunks(path, 48000, 480)  # MediaError for unreadable / no audio
     video = opts.video and has_video(path)
-    if opts.orbit_s is not None:
-        rel = np.subtract(opts.speaker.position, opts.listener.position)
-        if float(np.hypot(rel[0], rel[1])) < 0.1:
-            raise ConfigError("--orbit needs a speaker at least 0.1 m from the listener")
+    orbit = (
+        None
+        if opts.orbit_s is None
+        else OrbitTrajectory.around(opts.speaker, opts.listener, opts.orbit_s)
+    )
     start = StartConfig(
         format=opts.format, video=video, speaker=opts.speaker, listener=opts.listener,
         renderer=opts.renderer, reasoning=opts.reasoning or video,
@@ -375,9 +328,9 @@ async def stream_file(
                 await client.send_jpeg(item[1], item[0])
 
         async def send_questions() -> None:
-            for t, text, qid in opts.questions:
-                await pace(t)
-                await client.ask(text, qid)
+            for q in opts.questions:
+                await pace(q.pts)
+                await client.ask(q.text, q.id)
 
         tasks = [asyncio.create_task(send_questions())]
         if video:
@@ -386,8 +339,8 @@ async def stream_file(
         with reader:
             for chunk in reader:
                 t = chunk.pts / 48000
-                if opts.orbit_s is not None and t >= next_pose:
-                    await client.pose(speaker=_orbit_pose(opts, t), pts=chunk.pts)
+                if orbit is not None and t >= next_pose:
+                    await client.pose(speaker=orbit.pose(t), pts=chunk.pts)
                     next_pose += 1.0 / opts.pose_rate
                 await pace(t)
                 await client.send_audio(chunk.data[0])
@@ -403,104 +356,20 @@ async def stream_file(
 
 def save_result(res: ClientResult, out_dir: str | os.PathLike) -> None:
     """Write ``binaural.wav``, ``transcript.jsonl`` and ``stats.json`` into ``out_dir``."""
-    from livesense.media.wav import write_wav
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_wav(out / "binaural.wav", res.audio, 48000)
     with open(out / "transcript.jsonl", "w", encoding="utf-8") as f:
         for ev in res.events:
             f.write(json.dumps(ev) + "\n")
-    lat = np.array(res.latencies_ms) if res.latencies_ms else None
+    lat = LatencySummary.of(res.latencies_ms)
     summary = {
         "samples_sent": res.samples_sent,
         "samples_received": int(res.audio.shape[1]),
-        "latency_ms": None
-        if lat is None
-        else {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
+        "latency_ms": None if lat is None else lat.to_json(),
         "session": res.ready.get("session"),
         "renderer": res.ready.get("renderer"),
         "server": res.stats,
         "done": res.done,
     }
     (out / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def add_client_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``client`` command to the ``livesense`` CLI."""
-    p = subparsers.add_parser(
-        "client",
-        help="stream a recorded file to a live-session server and save what comes back",
-        description=(
-            "Stream FILE's audio (10 ms packets) and video (JPEG frames) to a livesense server "
-            "at real-time pace, ask scheduled questions, and save binaural.wav, "
-            "transcript.jsonl and stats.json into --out."
-        ),
-    )
-    p.add_argument("file", metavar="FILE", help="audio or video file")
-    p.add_argument("--url", default="ws://127.0.0.1:8765/v1/session", help="session endpoint")
-    p.add_argument("--token", help="access token (default: the ?token= of --url)")
-    p.add_argument("--out", default="client_out", metavar="DIR", help="output folder")
-    p.add_argument("--fast", action="store_true", help="send as fast as the server takes it")
-    p.add_argument("--format", choices=("s16le", "f32le"), default="s16le")
-    p.add_argument("--fps", type=float, default=2.0, help="video frames per second sent")
-    p.add_argument("--no-video", action="store_true", help="send audio only")
-    p.add_argument("--renderer", choices=("neural", "dsp"), default="dsp")
-    p.add_argument("--questions", metavar="FILE", help="JSON/JSONL/text lines 'SECONDS text'")
-    p.add_argument("--speaker-pose", metavar="x,y,z[,qx,qy,qz,qw]", default="1.5,0,0")
-    p.add_argument("--listener-pose", metavar="x,y,z[,qx,qy,qz,qw]", default="0,0,0")
-    p.add_argument("--orbit", type=float, metavar="S", help="speaker circles once every S s")
-    return p
-
-
-def cmd_client(args: argparse.Namespace) -> int:
-    """Run ``livesense client``; user errors raise LivesenseError (one line, exit 2)."""
-    if args.fps <= 0 or (args.orbit is not None and args.orbit <= 0):
-        raise ConfigError("--fps and --orbit must be positive")
-    u = urlsplit(args.url)
-    if u.scheme not in ("ws", "wss") or not u.netloc:
-        raise ConfigError(f"--url must look like ws://HOST:PORT/v1/session, got {args.url!r}")
-    try:
-        speaker = Pose.parse(args.speaker_pose)
-        listener = Pose.parse(args.listener_pose)
-    except ConfigError as e:
-        raise ConfigError(f"pose: {e}") from None
-    opts = ClientOptions(
-        format=args.format, fast=args.fast, video=not args.no_video, fps=args.fps,
-        renderer=args.renderer, speaker=speaker, listener=listener, orbit_s=args.orbit,
-        questions=load_question_schedule(args.questions) if args.questions else [],
-    )  # fmt: skip
-    res = asyncio.run(stream_file(args.file, args.url, opts, args.token))
-    save_result(res, args.out)
-    notes = sum(e.get("type") == "note" for e in res.events)
-    answers = sum(e.get("type") == "answer" for e in res.events)
-    errors = [e for e in res.events if e.get("type") == "error"]
-    lat = np.percentile(res.latencies_ms, 50) if res.latencies_ms else float("nan")
-    print(
-        f"sent {res.samples_sent / 48000:.2f} s, received {res.audio.shape[1] / 48000:.2f} s "
-        f"binaural (latency p50 {lat:.1f} ms), {notes} notes, {answers} answers, "
-        f"{len(errors)} errors -> {args.out}"
-    )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m livesense.client FILE ...``: the ``client`` command on its own."""
-    parser = argparse.ArgumentParser(prog="livesense")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_client_parser(sub)
-    args = parser.parse_args(["client", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return cmd_client(args)
-    except LivesenseError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,8 @@ Binary frames carry a 16-byte little-endian header ``kind:u8, flags:u8, reserved
 seq:u32, pts:i64`` followed by the payload. JSON text messages carry control (``start``,
 ``pose``, ``ask``, ``stop``) and events (``ready``, ``note``, ``answer``, ``stats``, ``error``,
 ``done``). Everything a client sends is validated here; violations raise
-:class:`ProtocolError` with a machine-readable ``code``.
+:class:`ProtocolError` with a machine-readable ``code``. Everything the server sends is a
+dataclass here (:data:`Outbound`), turned into JSON in one place (:func:`to_wire`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import enum
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from livesense.audio.geometry import Pose
+from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose
 from livesense.errors import ConfigError, LivesenseError
+from livesense.stats import LatencySummary
+from livesense.streaming.frames import TextEvent
 
-__all__ = [
+__all__ = [  # fmt: skip
     "AUDIO_FORMATS",
     "HEADER",
     "HEADER_SIZE",
@@ -29,20 +32,28 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SAMPLE_RATES",
     "AskMessage",
+    "AudioStats",
     "BinaryFrame",
+    "Done",
     "ErrorCode",
+    "ErrorEvent",
     "Kind",
+    "Outbound",
+    "PacketStats",
     "PoseMessage",
     "ProtocolError",
+    "Ready",
     "StartConfig",
+    "Stats",
+    "VideoStats",
     "decode_audio",
     "encode_audio",
-    "error_message",
     "pack_frame",
     "parse_control",
     "parse_json",
     "parse_start",
     "pose_to_json",
+    "to_wire",
     "unpack_frame",
 ]
 
@@ -99,12 +110,6 @@ class ProtocolError(LivesenseError):
     def __init__(self, code: ErrorCode, message: str):
         super().__init__(message)
         self.code = code
-
-
-def error_message(code: ErrorCode | str, message: str, **extra: Any) -> dict[str, Any]:
-    """The JSON ``error`` event."""
-    c = code.value if isinstance(code, ErrorCode) else code
-    return {"type": "error", "code": c, "message": message, **extra}
 
 
 # --------------------------------------------------------------------------- binary frames
@@ -221,10 +226,6 @@ def parse_pose(obj: Any, what: str) -> Pose:
 
 def pose_to_json(pose: Pose) -> dict[str, list[float]]:
     return {"position": list(pose.position), "orientation": list(pose.orientation)}
-
-
-DEFAULT_SPEAKER = Pose((1.5, 0.0, 0.0))
-DEFAULT_LISTENER = Pose()
 
 
 @dataclass(frozen=True)
@@ -354,3 +355,127 @@ def parse_control(msg: dict[str, Any]) -> PoseMessage | AskMessage | str:
     if t == "start":
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "the session has already started")
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {t!r}")
+
+
+# --------------------------------------------------------------------------- outbound messages
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """An ``error`` event: bad input, a degradation, a limit reached (the session goes on
+    unless a close follows)."""
+
+    code: ErrorCode
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code.value, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The answer to a valid ``start``."""
+
+    session: str
+    chunk_samples: int
+    latency_ms: float  # the renderer's algorithmic latency
+    sample_rate: int
+    format: str
+    renderer: str
+    reasoner: str | None
+    protocol: int = PROTOCOL_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "ready", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class PacketStats:
+    """The jitter buffer's counters of audio packets."""
+
+    received: int
+    lost: int
+    late: int
+    duplicates: int
+    resyncs: int
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    """One session's audio path: renderer, sample counts, latency, deadline misses."""
+
+    renderer: str
+    degraded: bool
+    samples_in: int
+    samples_out: int
+    latency_ms: LatencySummary | None  # packet arrival -> its binaural frame sent
+    rtf: float | None
+    deadline_misses: int
+    backlog_ms: float
+    packets: PacketStats
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latency_ms"] = None if self.latency_ms is None else self.latency_ms.to_json(3)
+        return d
+
+
+@dataclass(frozen=True)
+class VideoStats:
+    """One session's video path: frames in, processed, dropped; reasoner evaluations."""
+
+    frames_received: int
+    frames_processed: int
+    frames_dropped: int
+    frames_late: int
+    bad_frames: int
+    evaluations: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The periodic (and final) ``stats`` event; the headline figures are repeated at the top."""
+
+    session: str
+    elapsed_s: float
+    out_backlog_ms: float
+    errors: int
+    audio: AudioStats
+    video: VideoStats | None
+
+    def to_json(self) -> dict[str, Any]:
+        a, v = self.audio, self.video
+        return {
+            "type": "stats",
+            "session": self.session,
+            "elapsed_s": self.elapsed_s,
+            "latency_ms": a.to_json()["latency_ms"],
+            "rtf": a.rtf,
+            "renderer": a.renderer,
+            "degraded": a.degraded,
+            "frames_dropped": v.frames_dropped if v else 0,
+            "evaluations": v.evaluations if v else 0,
+            "out_backlog_ms": self.out_backlog_ms,
+            "errors": self.errors,
+            "audio": a.to_json(),
+            "video": asdict(v) if v else None,
+        }
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last message of a session that ended with ``stop``."""
+
+    samples_in: int
+    samples_out: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "done", "samples_in": self.samples_in, "samples_out": self.samples_out}
+
+
+Outbound = Ready | ErrorEvent | Stats | Done | TextEvent  # notes and answers are TextEvents
+
+
+def to_wire(msg: Outbound) -> str:
+    """An outbound message as the JSON text sent on the socket."""
+    return json.dumps(msg.to_json())

@@ -1,452 +1,362 @@
-"""One live session's media paths, and the shared audio workers that drive them.
+"""One live session: a connection after a valid ``start``, wired to its audio and video paths.
 
-- **Audio path**: packets -> :class:`JitterBuffer` (sequencing, gap concealment, resync) ->
-  a pending queue -> the session's renderer on an :class:`AudioWorkers` thread -> binaural
-  frames out. Sessions are served round-robin one packet at a time, so a heavy session cannot
-  starve the others. A packet rendered later than its deadline (arrival + one packet duration)
-  counts as a miss; a neural session that keeps missing degrades to the DSP renderer (the
-  floor) and says so in ``stats``. Audio is never dropped: when the pending queue is full the
-  server stops reading the socket (TCP backpressure).
-- **Video path**: JPEG frames -> a small latest-N :class:`FrameRing` (drop oldest, counted) ->
-  decode + ``ReasonerHandle.submit_frame`` on a shared video thread pool, at most one job
-  per session at a time, so a slow reasoner only drops its own session's frames.
-
-Everything here is thread-safe towards the event loop; outputs leave through ``emit``
-(called from worker threads; the server hands them to the loop).
+Per connection: a receive loop (validates, feeds the paths), a sender task (drains one
+outgoing queue of binary frames and :data:`~livesense.live.server.protocol.Outbound`
+messages), a stats task. Worker threads hand their output to the event loop through
+:meth:`LiveSession.emit`.
 """
 
 from __future__ import annotations
 
-import io
+import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
-from livesense.buffers import Arrival, FrameRing, JitterBuffer
-from livesense.live.engines import ReasonerHandle, RendererEngine, SessionRenderer
+from livesense.live.engines import Engines, ReasonerHandle
+from livesense.live.server.audio_path import AudioPath
+from livesense.live.server.config import ServerConfig
 from livesense.live.server.protocol import (
+    AskMessage,
+    Done,
     ErrorCode,
+    ErrorEvent,
     Kind,
+    Outbound,
     PoseMessage,
     ProtocolError,
+    Ready,
     StartConfig,
-    encode_audio,
-    error_message,
-    pack_frame,
+    Stats,
+    decode_audio,
+    parse_control,
+    parse_json,
+    to_wire,
+    unpack_frame,
 )
-from livesense.streaming.frames import Question, TextEvent, VideoFrame
+from livesense.live.server.video_path import VideoPath
+from livesense.live.server.workers import AudioWorkers
+from livesense.streaming.frames import Question
+
+__all__ = ["CLOSE_ERROR", "CLOSE_POLICY", "CLOSE_TRY_AGAIN", "LiveSession", "new_session_id"]
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[bytes | dict[str, Any]], None]
+CLOSE_TRY_AGAIN = 1013
+CLOSE_POLICY = 1008
+CLOSE_ERROR = 1011
 _session_ids = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """Per-session bounds (see docs/protocol.md, "Limits")."""
-
-    chunk_samples: int = 480  # 10 ms at 48 kHz: the audio packet size
-    max_pending: int = 50  # packets awaiting the renderer before the socket is paused
-    max_out_backlog_s: float = 10.0  # unsent output before the client counts as not reading
-    max_frame_bytes: int = 2 * 1024 * 1024  # largest JPEG frame
-    max_image_pixels: int = 4096 * 4096
-    video_ring: int = 2  # frames waiting for the reasoner (older ones are dropped)
-    ask_burst: int = 5  # questions allowed at once ...
-    ask_rate: float = 1.0  # ... then this many per second
-    miss_window: int = 50  # packets over which deadline misses are counted
-    miss_degrade: int = 10  # misses within the window that make a neural session degrade
-
-
-class AudioWorkers:
-    """Threads that render sessions' pending audio, round-robin, one packet per turn."""
-
-    def __init__(self, threads: int = 2):
-        self._ready: deque[AudioPath] = deque()
-        self._cond = threading.Condition()
-        self._stop = False
-        self._threads = [
-            threading.Thread(target=self._run, name=f"audio-worker-{i}", daemon=True)
-            for i in range(max(1, threads))
-        ]
-        for t in self._threads:
-            t.start()
-
-    def schedule(self, path: AudioPath) -> None:
-        """Queue ``path`` for a turn unless it is already queued or being served."""
-        with self._cond:
-            if not path.scheduled and not path.closed:
-                path.scheduled = True
-                self._ready.append(path)
-                self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        for t in self._threads:
-            t.join(2.0)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._ready and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                path = self._ready.popleft()
-            try:
-                path.process_one()
-            except Exception as e:  # a renderer bug ends that session's audio, not the worker
-                log.exception("audio worker: session %s failed", path.session_id)
-                path.fail(e)
-            with self._cond:
-                if path.has_pending() and not path.closed:
-                    self._ready.append(path)
-                    self._cond.notify()
-                else:
-                    path.scheduled = False
-
-
-class AudioPath:
-    """Jitter buffer -> pending queue -> renderer -> binaural frames (see module docstring)."""
-
-    def __init__(
-        self,
-        session_id: str,
-        cfg: StartConfig,
-        renderer: SessionRenderer,
-        renderer_name: str,
-        fallback: RendererEngine | None,
-        limits: SessionLimits,
-        emit: Emit,
-        on_drain: Callable[[], None],
-    ):
-        self.session_id = session_id
-        self.cfg = cfg
-        self.limits = limits
-        self.chunk = limits.chunk_samples
-        self._emit = emit
-        self._on_drain = on_drain
-        self.renderer = renderer
-        self.renderer_name = renderer_name
-        self._fallback = fallback
-        self.degraded = False
-        self.jitter = JitterBuffer(
-            self.chunk, 1, target_delay=1, min_delay=1, max_delay=1, window=64, adaptive=False
-        )
-        self._pending: deque[tuple] = deque()
-        self._short: dict[int, int] = {}  # seq -> samples of packets shorter than a chunk
-        self._next_seq: int | None = None
-        self.samples_in = 0  # accepted (incl. concealed gaps), = next input pts
-        self.samples_out = 0
-        self.speaker = cfg.speaker
-        self.listener = cfg.listener
-        self.scheduled = False
-        self.closed = False
-        self.paused = False  # the server stopped reading the socket
-        self.finished = threading.Event()  # set once the end marker was processed
-        self.on_finished: Callable[[], None] | None = None  # called (worker thread) then
-        self.failed: BaseException | None = None
-        self._lock = threading.Lock()  # guards the counters below
-        self.render_s = 0.0
-        self.latency_ms: deque[float] = deque(maxlen=1000)
-        self.deadline_misses = 0
-        self._recent_miss: deque[bool] = deque(maxlen=limits.miss_window)
-        self._seq_out = 0
-
-    # -- event-loop side ----------------------------------------------------------------------
-
-    def push_packet(self, seq: int, x: np.ndarray, t_arrival: float) -> list[dict[str, Any]]:
-        """Accept a decoded packet (1, n); return error events for the client (if any)."""
-        n = x.shape[-1]
-        if n > self.chunk:
-            raise ProtocolError(
-                ErrorCode.BAD_SIZE,
-                f"audio packet of {n} samples; packets carry at most {self.chunk} samples",
-            )
-        errors: list[dict[str, Any]] = []
-        padded = x if n == self.chunk else np.pad(x, ((0, 0), (0, self.chunk - n)))
-        arrival = self.jitter.push(seq, padded)
-        if arrival in (Arrival.LATE, Arrival.DUPLICATE):
-            return [
-                error_message(
-                    ErrorCode.OUT_OF_ORDER, f"audio packet seq {seq} is {arrival.value}; dropped"
-                )
-            ]
-        if arrival is Arrival.RESYNC:
-            self._short.clear()
-            self._next_seq = seq
-            errors.append(
-                error_message(ErrorCode.SEQ_GAP, f"audio seq jumped to {seq}; stream resynced")
-            )
-        if self._next_seq is None:
-            self._next_seq = seq
-        if n < self.chunk:
-            self._short[seq] = n
-        lost_before = self.jitter.stats().lost
-        while self.jitter.stats().buffered > 0:
-            out = self.jitter.pop()
-            if out is None:
-                break
-            s = self._next_seq
-            self._next_seq = (s + 1) % 2**32
-            m = self._short.pop(s, self.chunk)
-            self._pending.append(("audio", self.samples_in, out[0, :m], t_arrival))
-            self.samples_in += m
-        lost = self.jitter.stats().lost - lost_before
-        if lost:
-            errors.append(
-                error_message(ErrorCode.SEQ_GAP, f"{lost} audio packet(s) missing; concealed")
-            )
-        return errors
-
-    def push_pose(self, msg: PoseMessage) -> None:
-        self._pending.append(("pose", msg))
-
-    def push_end(self) -> None:
-        self._pending.append(("end",))
-
-    def has_pending(self) -> bool:
-        return bool(self._pending)
-
-    def pending(self) -> int:
-        return len(self._pending)
-
-    # -- worker side --------------------------------------------------------------------------
-
-    def process_one(self) -> None:
-        """Apply queued poses, then render one audio packet (or the end marker)."""
-        while self._pending:
-            item = self._pending.popleft()
-            if item[0] == "pose":
-                self._apply_pose(item[1])
-                continue
-            if item[0] == "audio":
-                self._render(item[1], item[2], item[3])
-            else:
-                self._finish()
-            break
-        if self.paused and len(self._pending) <= self.limits.max_pending // 2:
-            self.paused = False
-            self._on_drain()
-
-    def _apply_pose(self, msg: PoseMessage) -> None:
-        at = msg.pts
-        if msg.speaker is not None:
-            self.speaker = msg.speaker
-            self.renderer.set_speaker_pose(msg.speaker, at)
-        if msg.listener is not None:
-            self.listener = msg.listener
-            self.renderer.set_listener_pose(msg.listener, at)
-
-    def _render(self, pts: int, x: np.ndarray, t_arrival: float) -> None:
-        t0 = time.perf_counter()
-        y = self.renderer.step(x)
-        t1 = time.perf_counter()
-        self._send(y)
-        done = time.perf_counter()
-        # A miss: this packet waited and rendered for longer than the audio it produced (a
-        # block renderer emits several packets' worth at once) plus one packet of slack.
-        emitted = 0 if y is None else y.shape[-1]
-        miss = done - t_arrival > (max(x.shape[-1], emitted) + self.chunk) / self.cfg.sample_rate
-        with self._lock:
-            self.render_s += t1 - t0
-            self.latency_ms.append((done - t_arrival) * 1000.0)
-            self.deadline_misses += miss
-            self._recent_miss.append(miss)
-            degrade = (
-                not self.degraded
-                and self._fallback is not None
-                and sum(self._recent_miss) >= self.limits.miss_degrade
-            )
-        if degrade:
-            self._degrade()
-
-    def _degrade(self) -> None:
-        """Switch to the DSP renderer (the floor) from the next packet on."""
-        assert self._fallback is not None
-        held = self.renderer.flush()  # what the old renderer still holds, so no sample is lost
-        self._send(held)
-        old = self.renderer_name
-        self.renderer = self._fallback.create(self.speaker, self.listener, self.cfg.sample_rate)
-        pad = self.samples_in - self.samples_out - self._pending_samples()
-        self.renderer_name = self._fallback.name
-        self.degraded = True
-        if pad > 0:  # keep the input/output sample alignment
-            self._send(np.zeros((2, pad), np.float32))
-        self._emit(
-            error_message(
-                ErrorCode.DEGRADED,
-                f"the {old} renderer misses its deadlines; switched to {self.renderer_name}",
-            )
-        )
-
-    def _pending_samples(self) -> int:
-        return sum(it[2].shape[-1] for it in list(self._pending) if it[0] == "audio")
-
-    def _finish(self) -> None:
-        self._send(self.renderer.flush())
-        self._set_finished()
-
-    def _set_finished(self) -> None:
-        self.finished.set()
-        if self.on_finished is not None:
-            self.on_finished()
-
-    def _send(self, y: np.ndarray | None) -> None:
-        if y is None or y.shape[-1] == 0:
-            return
-        y = np.asarray(y, dtype=np.float32)
-        frame = pack_frame(
-            Kind.AUDIO_OUT, self._seq_out, self.samples_out, encode_audio(y, self.cfg.format)
-        )
-        self._seq_out += 1
-        self.samples_out += y.shape[-1]
-        self._emit(frame)
-
-    def fail(self, exc: BaseException) -> None:
-        self.failed = exc
-        self.closed = True
-        self._pending.clear()
-        self._emit(error_message(ErrorCode.INTERNAL, f"audio renderer failed: {exc}"))
-        self._set_finished()
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            lat = np.array(self.latency_ms) if self.latency_ms else None
-            rendered_s = self.samples_out / self.cfg.sample_rate
-            out = {
-                "renderer": self.renderer_name,
-                "degraded": self.degraded,
-                "samples_in": self.samples_in,
-                "samples_out": self.samples_out,
-                "latency_ms": None
-                if lat is None
-                else {
-                    "p50": round(float(np.percentile(lat, 50)), 3),
-                    "p99": round(float(np.percentile(lat, 99)), 3),
-                    "max": round(float(lat.max()), 3),
-                },
-                "rtf": round(self.render_s / rendered_s, 5) if rendered_s else None,
-                "deadline_misses": self.deadline_misses,
-                "backlog_ms": round(
-                    1000.0 * len(self._pending) * self.chunk / self.cfg.sample_rate, 1
-                ),
-            }
-        js = self.jitter.stats()
-        out["packets"] = {"received": js.received, "lost": js.lost, "late": js.late,
-                          "duplicates": js.duplicates, "resyncs": js.resyncs}  # fmt: skip
-        return out
-
-
-class VideoPath:
-    """JPEG frames -> latest-N ring -> decode + reasoner on the shared video pool."""
-
-    def __init__(
-        self,
-        handle: ReasonerHandle,
-        pool: ThreadPoolExecutor,
-        limits: SessionLimits,
-        emit: Emit,
-    ):
-        self.handle = handle
-        self._pool = pool
-        self.limits = limits
-        self._emit = emit
-        self.ring: FrameRing[bytes] = FrameRing(limits.video_ring)
-        self._lock = threading.Lock()
-        self._in_flight = False
-        self.closed = False
-        self.frames_received = 0
-        self.frames_processed = 0
-        self.bad_frames = 0
-        self._index = 0
-
-    def push_frame(self, jpeg: bytes, pts_us: int) -> None:
-        """Queue a frame (event loop); raises ProtocolError for an out-of-order pts."""
-        if len(jpeg) > self.limits.max_frame_bytes:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE,
-                f"video frame of {len(jpeg)} bytes exceeds {self.limits.max_frame_bytes}",
-            )
-        if not jpeg:
-            raise ProtocolError(ErrorCode.BAD_SIZE, "empty video frame")
-        self.frames_received += 1
-        if not self.ring.push(jpeg, pts_us / 1e6):
-            raise ProtocolError(
-                ErrorCode.OUT_OF_ORDER, f"video frame pts {pts_us} us goes backwards; dropped"
-            )
-        with self._lock:
-            if self._in_flight or self.closed:
-                return
-            self._in_flight = True
-        self._pool.submit(self._drain)
-
-    def _drain(self) -> None:
-        from PIL import Image
-
-        while True:
-            with self._lock:
-                item = None if self.closed else self.ring.pop_latest(drop_older=True)
-                if item is None:
-                    self._in_flight = False
-                    return
-            jpeg, pts = item
-            try:
-                with Image.open(io.BytesIO(jpeg)) as im:
-                    if im.width * im.height > self.limits.max_image_pixels:
-                        raise ValueError(f"image of {im.width}x{im.height} pixels is too large")
-                    img = np.asarray(im.convert("RGB"))
-            except Exception as e:
-                self.bad_frames += 1
-                self._emit(error_message(ErrorCode.BAD_IMAGE, f"cannot decode video frame: {e}"))
-                continue
-            try:
-                self.handle.submit_frame(VideoFrame(img, pts, self._index))
-            except Exception as e:
-                log.exception("reasoner failed")
-                self._emit(error_message(ErrorCode.REASONER_FAILED, f"video reasoner: {e}"))
-            self._index += 1
-            self.frames_processed += 1
-
-    def ask(self, q: Question) -> None:
-        self._pool.submit(self._ask, q)
-
-    def _ask(self, q: Question) -> None:
-        try:
-            self.handle.ask(q)
-        except Exception as e:
-            self._emit(error_message(ErrorCode.REASONER_FAILED, f"video reasoner: {e}"))
-
-    def stop(self) -> None:
-        with self._lock:
-            self.closed = True
-
-    def stats(self) -> dict[str, Any]:
-        rs = self.ring.stats()
-        return {
-            "frames_received": self.frames_received,
-            "frames_processed": self.frames_processed,
-            "frames_dropped": rs.dropped + rs.skipped,
-            "frames_late": rs.late,
-            "bad_frames": self.bad_frames,
-            "evaluations": int(getattr(self.handle, "evaluations", 0) or 0),
-        }
-
-
-def text_event_json(ev: TextEvent) -> dict[str, Any]:
-    """A reasoner event as a protocol message (``note`` / ``answer``)."""
-    return ev.to_json()
 
 
 def new_session_id() -> str:
     return f"s{next(_session_ids)}-{int(time.time() * 1000) % 100000:05d}"
+
+
+class SessionHost(Protocol):
+    """What a session uses of its server (:class:`~livesense.live.server.app.LiveServer`)."""
+
+    config: ServerConfig
+    engines: Engines
+    audio_workers: AudioWorkers | None
+    video_pool: ThreadPoolExecutor | None
+
+
+class _Closing(Exception):
+    """Ends a session's receive loop with a close code and reason."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class LiveSession:
+    """One connection after a valid ``start``: wires the socket to the audio/video paths."""
+
+    def __init__(self, server: SessionHost, ws: ServerConnection, cfg: StartConfig):
+        self.server = server
+        self.ws = ws
+        self.cfg = cfg
+        self.id = new_session_id()
+        self.limits = server.config.limits
+        self.loop = asyncio.get_running_loop()
+        self.t0 = time.monotonic()
+        self._out: asyncio.Queue[bytes | Outbound | None] = asyncio.Queue()
+        self._out_samples = 0  # audio samples queued but not yet sent
+        self._closed = False
+        self._resume = asyncio.Event()
+        self._audio_done = asyncio.Event()
+        self._errors = 0
+        self._ask_tokens = float(self.limits.ask_burst)
+        self._ask_t = time.monotonic()
+        self._video_off_told = False
+        self._asks = 0
+        self.audio: AudioPath | None = None
+        self.video: VideoPath | None = None
+        self.handle: ReasonerHandle | None = None
+
+    # thread-safe outputs ----------------------------------------------------------------------
+
+    def emit(self, item: bytes | Outbound) -> None:
+        """Queue an outgoing message from any thread (dropped once the loop is gone)."""
+        if self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # the server is shutting down
+            self.loop.call_soon_threadsafe(self._enqueue, item)
+
+    def _threadsafe(self, fn: Callable[[], object]) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(fn)
+
+    def _enqueue(self, item: bytes | Outbound) -> None:
+        if self._closed:
+            return
+        if isinstance(item, bytes):
+            self._out_samples += self._frame_samples(item)
+            backlog_s = self._out_samples / self.cfg.sample_rate
+            if backlog_s > self.limits.max_out_backlog_s:
+                self._closed = True
+                self._out.put_nowait(None)
+                self.loop.create_task(self._abort_not_reading())
+                return
+        elif isinstance(item, ErrorEvent):
+            self._errors += 1
+        self._out.put_nowait(item)
+
+    def _frame_samples(self, frame: bytes) -> int:
+        width = 2 if self.cfg.format == "s16le" else 4
+        return (len(frame) - 16) // (2 * width)
+
+    async def _abort_not_reading(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.ws.close(CLOSE_POLICY, "client is not reading; output backlog too large"), 2.0
+            )
+        self.ws.transport.abort()
+
+    # main ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        srv, cfg = self.server, self.cfg
+        warnings: list[ErrorEvent] = []
+        engine = srv.engines.renderer(cfg.renderer)
+        if engine is None:
+            engine = srv.engines.dsp
+            warnings.append(
+                ErrorEvent(
+                    ErrorCode.RENDERER_UNAVAILABLE,
+                    f"the {cfg.renderer} renderer is not available here; using dsp",
+                )
+            )
+        renderer = await self.loop.run_in_executor(
+            None, engine.create, cfg.speaker, cfg.listener, cfg.sample_rate
+        )
+        self.audio = AudioPath(
+            self.id, cfg, renderer, self.limits, self.emit,
+            lambda: self._threadsafe(self._resume.set),
+        )  # fmt: skip
+        self.audio.on_finished = lambda: self._threadsafe(self._audio_done.set)
+        reasoner = srv.engines.reasoner
+        if cfg.video or cfg.reasoning:
+            self.handle = await self.loop.run_in_executor(None, reasoner.open_session, self.emit)
+            assert srv.video_pool is not None
+            self.video = VideoPath(self.handle, srv.video_pool, self.limits, self.emit)
+        ready = Ready(
+            session=self.id,
+            chunk_samples=self.limits.chunk_samples,
+            latency_ms=round(1000.0 * renderer.latency / cfg.sample_rate, 3),
+            sample_rate=cfg.sample_rate,
+            format=cfg.format,
+            renderer=renderer.name,
+            reasoner=reasoner.name if self.video else None,
+        )
+        await self.ws.send(to_wire(ready))
+        for w in warnings:
+            self.emit(w)
+        sender = asyncio.create_task(self._sender())
+        stats = asyncio.create_task(self._stats_loop())
+        close_code, reason = 1000, "done"
+        try:
+            try:
+                await self._receive()
+                await self._finish()
+            except _Closing as c:
+                close_code, reason = c.code, c.reason
+            self._out.put_nowait(None)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), 10.0)
+            await self.ws.close(close_code, reason)
+        finally:
+            stats.cancel()
+            sender.cancel()
+
+    async def _receive(self) -> None:
+        cfg = self.server.config
+        deadline = self.t0 + cfg.max_session_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._tell(ErrorCode.TIME_LIMIT, f"session time limit of {cfg.max_session_s} s")
+                raise _Closing(CLOSE_POLICY, "session time limit")
+            try:
+                msg = await asyncio.wait_for(self.ws.recv(), min(cfg.idle_timeout_s, left))
+            except asyncio.TimeoutError:
+                if time.monotonic() >= deadline:
+                    continue
+                self._tell(ErrorCode.IDLE_TIMEOUT, f"nothing received for {cfg.idle_timeout_s} s")
+                raise _Closing(CLOSE_POLICY, "idle timeout") from None
+            if self._closed:
+                raise _Closing(CLOSE_POLICY, "client is not reading")
+            try:
+                if isinstance(msg, str):
+                    if self._on_text(msg):
+                        return
+                else:
+                    await self._on_binary(msg)
+            except ProtocolError as e:
+                self._tell(e.code, str(e))
+            if self._errors >= cfg.max_errors:
+                raise _Closing(CLOSE_POLICY, "too many protocol errors")
+
+    def _tell(self, code: ErrorCode, message: str) -> None:
+        self._enqueue(ErrorEvent(code, message))
+
+    def _on_text(self, text: str) -> bool:
+        msg = parse_control(parse_json(text, self.server.config.max_text_bytes))
+        assert self.audio is not None and self.server.audio_workers is not None
+        if msg == "stop":
+            return True
+        if isinstance(msg, PoseMessage):
+            self.audio.push_pose(msg)
+            self.server.audio_workers.schedule(self.audio)
+        elif isinstance(msg, AskMessage):
+            now = time.monotonic()
+            rate, burst = self.limits.ask_rate, self.limits.ask_burst
+            self._ask_tokens = min(burst, self._ask_tokens + (now - self._ask_t) * rate)
+            self._ask_t = now
+            if self._ask_tokens < 1.0:
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many questions; slow down")
+            self._ask_tokens -= 1.0
+            if self.video is None:
+                raise ProtocolError(
+                    ErrorCode.REASONING_DISABLED, "reasoning and video are disabled in this session"
+                )
+            self._asks += 1
+            pts = max(self.video.ring.last_pts, self.audio.samples_in / self.cfg.sample_rate)
+            self.video.ask(Question(msg.text, pts, msg.id or f"q{self._asks}"))
+        return False
+
+    async def _on_binary(self, data: bytes) -> None:
+        f = unpack_frame(data)
+        assert self.audio is not None and self.server.audio_workers is not None
+        if f.kind == Kind.AUDIO_IN:
+            x = decode_audio(f.payload, self.cfg.format, 1)
+            for err in self.audio.push_packet(f.seq, x, time.perf_counter()):
+                self._enqueue(err)
+            self.server.audio_workers.schedule(self.audio)
+            await self._backpressure()
+        elif f.kind == Kind.VIDEO_IN:
+            if self.video is None or not self.cfg.video:
+                if not self._video_off_told:
+                    self._video_off_told = True
+                    raise ProtocolError(
+                        ErrorCode.VIDEO_DISABLED, "video is disabled in this session; dropped"
+                    )
+                return
+            self.video.push_frame(bytes(f.payload), f.pts)
+        else:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_KIND, f"kind {f.kind} is server-to-client only; dropped"
+            )
+
+    async def _backpressure(self) -> None:
+        """Stop reading the socket while too much audio awaits the renderer."""
+        a = self.audio
+        assert a is not None
+        if a.pending() <= self.limits.max_pending:
+            return
+        self._resume.clear()
+        a.paused = True
+        while a.pending() > self.limits.max_pending // 2 and not a.closed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._resume.wait(), 0.5)
+            self._resume.clear()
+        a.paused = False
+
+    async def _finish(self) -> None:
+        """After ``stop``: render everything received, finish the reasoner, send done."""
+        a, workers = self.audio, self.server.audio_workers
+        assert a is not None and workers is not None
+        a.push_end()
+        workers.schedule(a)
+        while not a.finished.is_set():  # the worker sets it; poll cheaply, never block the loop
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._audio_done.wait(), 0.05)
+        if self.video is not None:
+            self.video.stop()
+            h, self.handle = self.handle, None
+            if h is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self.loop.run_in_executor(None, h.close),
+                        self.server.config.finish_timeout_s,
+                    )
+        await asyncio.sleep(0)  # let events queued by the workers land before ``done``
+        self._enqueue(self.stats())
+        self._enqueue(Done(a.samples_in, a.samples_out))
+
+    async def _sender(self) -> None:
+        while True:
+            item = await self._out.get()
+            if item is None:
+                return
+            try:
+                if isinstance(item, bytes):
+                    await self.ws.send(item)
+                    self._out_samples -= self._frame_samples(item)
+                else:
+                    await self.ws.send(to_wire(item))
+            except ConnectionClosed:
+                return
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.server.config.stats_interval_s)
+            self._enqueue(self.stats())
+
+    def stats(self) -> Stats:
+        assert self.audio is not None
+        return Stats(
+            session=self.id,
+            elapsed_s=round(time.monotonic() - self.t0, 3),
+            out_backlog_ms=round(1000.0 * self._out_samples / self.cfg.sample_rate, 1),
+            errors=self._errors,
+            audio=self.audio.stats(),
+            video=self.video.stats() if self.video is not None else None,
+        )
+
+    def release(self) -> None:
+        """Free everything now (normal end or a vanished client)."""
+        self._closed = True
+        if self.audio is not None:
+            self.audio.closed = True
+        if self.video is not None:
+            self.video.stop()
+        h, self.handle = self.handle, None
+        if h is not None:  # finish/close off the loop; nobody waits for it
+            threading.Thread(target=_quiet_close, args=(h,), daemon=True).start()
+
+
+def _quiet_close(handle: ReasonerHandle) -> None:
+    try:
+        handle.close()
+    except Exception:
+        log.exception("reasoner close failed")

@@ -21,8 +21,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.live.engines import DspEngine, FakeReasoner, SessionRenderer
-from livesense.live.server.app import ServerConfig, ServerThread
+from livesense.live.engines import Engines, FakeReasoner, NeuralEngine
+from livesense.live.server.app import ServerThread
+from livesense.live.server.config import ServerConfig, SessionLimits
 from livesense.live.server.protocol import (
     Kind,
     StartConfig,
@@ -31,7 +32,7 @@ from livesense.live.server.protocol import (
     pack_frame,
     unpack_frame,
 )
-from livesense.live.server.session import SessionLimits
+from livesense.models.binaural import random_model
 
 TOKEN = "secret-token"
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
@@ -39,14 +40,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:Depre
 
 @pytest.fixture
 def server() -> Iterator[ServerThread]:
-    with ServerThread(ServerConfig(port=0, token=TOKEN), reasoner=FakeReasoner(every=1)) as st:
+    engines = Engines(reasoner=FakeReasoner(every=1))
+    with ServerThread(ServerConfig(port=0, token=TOKEN), engines) as st:
         yield st
 
 
 def _server(**kw: Any) -> ServerThread:
     reasoner = kw.pop("reasoner", FakeReasoner(every=1))
-    renderer = kw.pop("renderer", None)
-    return ServerThread(ServerConfig(port=0, token=TOKEN, **kw), reasoner, renderer)
+    renderers = kw.pop("renderers", None)
+    return ServerThread(ServerConfig(port=0, token=TOKEN, **kw), Engines(renderers, reasoner))
 
 
 def open_session(
@@ -346,7 +348,7 @@ def test_short_final_packet_and_pose_at_pts(server: ServerThread) -> None:
     for seq, i in enumerate(range(0, n, 480)):
         ws.send(audio_frame(seq, x[i : i + 480], pts=i))
     y, _ = finish(ws)
-    r = DspBinauralRenderer(sp0, Pose(), hrirs=server.server.dsp.hrirs)  # type: ignore[attr-defined]
+    r = DspBinauralRenderer(sp0, Pose(), hrirs=server.server.engines.dsp.hrirs)  # type: ignore[attr-defined]
     r.set_speaker_pose(sp1, at_sample=4000)
     ref = r.step(x)
     assert y.shape == ref.shape == (2, n)
@@ -356,41 +358,11 @@ def test_short_final_packet_and_pose_at_pts(server: ServerThread) -> None:
 # ----------------------------------------------------------------------------- engines
 
 
-class _SlowEngine:
-    """A 'neural' engine whose renderer takes 15 ms per 10 ms packet (latency 96 samples)."""
-
-    name = "neural"
-
-    def __init__(self) -> None:
-        self.dsp = DspEngine()
-
-    def create(self, speaker: Pose, listener: Pose, sample_rate: int) -> SessionRenderer:
-        return _SlowRenderer(self.dsp.create(speaker, listener, sample_rate))
-
-
-class _SlowRenderer:
-    latency = 96
-
-    def __init__(self, inner: SessionRenderer) -> None:
-        self.inner = inner
-        self.held = np.zeros((2, 0), np.float32)
-
-    def step(self, x: np.ndarray) -> np.ndarray:
-        time.sleep(0.015)
-        y = np.concatenate([self.held, self.inner.step(x)], axis=1)
-        cut = max(0, y.shape[1] - self.latency)
-        self.held = y[:, cut:]
-        return y[:, :cut]
-
-    def flush(self) -> np.ndarray:
-        out, self.held = self.held, np.zeros((2, 0), np.float32)
-        return out
-
-    def set_speaker_pose(self, pose: Pose, at_sample: int | None = None) -> None:
-        self.inner.set_speaker_pose(pose, at_sample)
-
-    def set_listener_pose(self, pose: Pose, at_sample: int | None = None) -> None:
-        self.inner.set_listener_pose(pose, at_sample)
+def _slow_neural_engine(seconds_per_evaluation: float) -> NeuralEngine:
+    """A neural engine whose network sleeps on every evaluation (a model too big to keep up)."""
+    model = random_model("tiny", seed=1)
+    model.register_forward_pre_hook(lambda module, args: time.sleep(seconds_per_evaluation))
+    return NeuralEngine(model=model)
 
 
 def test_neural_unavailable_falls_back_to_dsp(server: ServerThread) -> None:
@@ -403,11 +375,12 @@ def test_neural_unavailable_falls_back_to_dsp(server: ServerThread) -> None:
 
 
 def test_slow_neural_renderer_degrades_to_dsp_without_losing_samples() -> None:
+    """Misses degrade the session through its FallbackRenderer: crossfaded, nothing lost."""
     limits = SessionLimits(miss_window=20, miss_degrade=5)
-    with _server(renderer=_SlowEngine(), limits=limits) as st:
+    with _server(renderers={"neural": _slow_neural_engine(0.05)}, limits=limits) as st:
         ws, ready = open_session(st, StartConfig(renderer="neural"))
-        assert ready["renderer"] == "neural" and ready["latency_ms"] == 2.0
-        n = 480 * 30
+        assert ready["renderer"] == "neural" and ready["latency_ms"] == 8.0  # tiny: 384 samples
+        n = 480 * 60
         x = np.full(n, 0.01, np.float32)
         for seq, i in enumerate(range(0, n, 480)):
             ws.send(audio_frame(seq, x[i : i + 480], pts=i))
@@ -417,6 +390,13 @@ def test_slow_neural_renderer_degrades_to_dsp_without_losing_samples() -> None:
         final = [e for e in events if e["type"] == "stats"][-1]
         assert final["degraded"] and final["renderer"] == "dsp"
         assert final["audio"]["deadline_misses"] >= 5
+        # No silent gap at the switch (a hard switch would pad zeros) ...
+        silent = np.abs(y).max(axis=0) == 0
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[0, silent[4000:].astype(int), 0])))[::2]
+        assert runs.size == 0 or runs.max() < 48
+        # ... and once the crossfade is over, the output is the DSP render, sample-aligned.
+        ref = DspBinauralRenderer(hrirs=st.server.engines.dsp.hrirs).process(x)
+        assert np.abs(y[:, -4800:] - ref[:, -4800:]).max() <= 2.01 / 32768
 
 
 # ----------------------------------------------------------------------------- isolation

@@ -16,7 +16,7 @@ import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.live.mic import LiveAudioConfig, LiveAudioSession
+from livesense.live.mic import MicConfig, MicLoop
 from livesense.media.audio import read_audio
 
 SR = 48000
@@ -125,7 +125,7 @@ def test_missing_portaudio_is_a_clear_error(monkeypatch):
 
 
 def test_callbacks_copy_and_count_underruns():
-    s = LiveAudioSession(DspBinauralRenderer(), LiveAudioConfig(block=480, prefill=0))
+    s = MicLoop(DspBinauralRenderer(), MicConfig(block=480, prefill=0))
     out = np.full((480, 2), 7.0, np.float32)
     s._on_output(out, 480, None, None)
     assert not out.any() and s.out_ring.stats().underruns == 0  # not started: plain silence

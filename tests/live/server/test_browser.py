@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livesense.live.engines import FakeReasoner
-from livesense.live.server.app import ServerConfig, ServerThread
+from livesense.live.engines import Engines, FakeReasoner
+from livesense.live.server.app import ServerThread
+from livesense.live.server.config import ServerConfig
 from livesense.media.wav import write_wav
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,7 +58,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 def test_browser_streams_and_plays_back_binaural_audio(browser) -> None:
     cfg = ServerConfig(port=0, token="browser-tok", stats_interval_s=0.5)
-    with ServerThread(cfg, reasoner=FakeReasoner(every=1)) as st:
+    with ServerThread(cfg, Engines(reasoner=FakeReasoner(every=1))) as st:
         page = browser.new_page()  # type: ignore[attr-defined]
         logs: list[str] = []
         page.on("console", lambda m: logs.append(m.text))

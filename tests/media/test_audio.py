@@ -1,0 +1,189 @@
+"""Media probing, audio decode/resample/chunking, error paths and WAV writing."""
+
+from __future__ import annotations
+
+import logging
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livesense.errors import MediaError
+from livesense.media.audio import iter_audio_chunks, read_audio
+from livesense.media.container import open_container, probe
+from livesense.media.wav import WavWriter, write_wav
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * rate / len(x))
+
+
+# ----------------------------------------------------------------- decode + chunking
+
+
+@pytest.mark.parametrize("chunk", [480, 441, 1])
+def test_chunks_have_exact_pts_and_lose_nothing(make_clip, chunk: int) -> None:
+    seconds = 0.25 if chunk == 1 else 1.0
+    path = make_clip("a.wav", seconds=seconds, audio_rate=48000)
+    chunks = list(iter_audio_chunks(path, 48000, chunk_samples=chunk))
+    total = round(seconds * 48000)
+    assert sum(c.samples for c in chunks) == total
+    assert [c.pts for c in chunks] == list(range(0, total, chunk))
+    assert all(c.samples == chunk for c in chunks[:-1]) and 0 < chunks[-1].samples <= chunk
+    assert all(c.data.dtype == np.float32 and c.data.shape[0] == 1 for c in chunks)
+    assert all(c.sample_rate == 48000 for c in chunks)
+    whole = read_audio(path)
+    np.testing.assert_array_equal(np.concatenate([c.data for c in chunks], axis=1), whole)
+    ref = make_clip.sine(440.0, seconds, 48000)
+    np.testing.assert_allclose(whole[0], ref, atol=1e-4)  # 16-bit PCM round trip
+
+
+def test_resample_44k1_to_48k_keeps_length_and_frequency(make_clip) -> None:
+    path = make_clip("a.wav", seconds=1.0, audio_rate=44100, freq=1000.0)
+    reader = iter_audio_chunks(path, 48000, chunk_samples=480)
+    assert (reader.source_rate, reader.source_channels) == (44100, 1)
+    x = np.concatenate([c.data for c in reader], axis=1)
+    assert abs(x.shape[1] - 48000) <= 1
+    assert reader.samples_read == x.shape[1] and not reader.truncated
+    assert abs(peak_hz(x[0], 48000) - 1000.0) < 2.0
+    assert 0.45 < np.abs(x[0, 1000:-1000]).max() < 0.55  # level kept
+
+
+def test_stereo_downmix_is_the_channel_mean(make_clip) -> None:
+    left = make_clip.sine(500.0, 0.5, 48000, amp=0.6)
+    data = np.stack([left, np.zeros_like(left)])
+    path = make_clip("st.wav", seconds=0.5, channels=2, audio_data=data)
+    mono = read_audio(path, 48000, channels=1)
+    assert mono.shape == (1, 24000)
+    np.testing.assert_allclose(mono[0], 0.5 * left, atol=1e-4)
+    both = read_audio(path, 48000, channels=2)
+    np.testing.assert_allclose(both, data, atol=1e-4)
+    up = read_audio(make_clip("m.wav", seconds=0.5), 48000, channels=2)  # mono -> stereo
+    np.testing.assert_array_equal(up[0], up[1])
+
+
+def test_aac_in_mp4_decodes_to_the_written_length(make_clip) -> None:
+    path = make_clip("av.mp4", seconds=1.0, audio_rate=44100, freq=880.0)
+    x = read_audio(path, 16000)
+    assert x.shape[1] == 16000  # AAC end padding trimmed to the declared duration
+    assert abs(peak_hz(x[0], 16000) - 880.0) < 3.0
+
+
+def test_probe_describes_streams(make_clip) -> None:
+    info = probe(make_clip("av.mp4", seconds=1.0, fps=10, size=(64, 48), audio_rate=44100))
+    assert info.duration == pytest.approx(1.0, abs=0.05)
+    assert info.video is not None and info.audio is not None
+    v, a = info.video, info.audio
+    assert (v.codec, v.width, v.height, v.fps, v.frames) == ("h264", 64, 48, 10.0, 10)
+    assert (a.codec, a.sample_rate, a.channels) == ("aac", 44100, 1)
+    text = info.describe()
+    assert "h264 64x48 @ 10 fps" in text and "aac 44100 Hz, 1 ch" in text
+    assert len(text.splitlines()) == 4
+
+
+# ----------------------------------------------------------------- errors
+
+
+def _bad_inputs(tmp_path: Path, make_clip) -> dict[str, Path]:
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a video\n" * 50)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    return {
+        "no such file": tmp_path / "missing.mp4",
+        "is a directory": tmp_path,
+        "not a readable media file": text,
+        "empty file": empty,
+        "no audio stream": make_clip("silent.mp4", audio=False),
+    }
+
+
+def test_error_paths_raise_one_line_media_errors(tmp_path: Path, make_clip) -> None:
+    for what, path in _bad_inputs(tmp_path, make_clip).items():
+        for call in (lambda p: iter_audio_chunks(p), read_audio):
+            with pytest.raises(MediaError) as e:
+                call(path)
+            msg = str(e.value)
+            assert what in msg and str(path) in msg and "\n" not in msg
+    with pytest.raises(MediaError, match="no such file"):
+        probe(tmp_path / "missing.mp4")
+    with pytest.raises(MediaError, match="not a readable media file"):
+        probe(tmp_path / "notes.txt")
+
+
+def test_open_container_passes_devices_through() -> None:
+    with open_container("sine=frequency=440:duration=0.1", format="lavfi") as c:
+        assert c.streams.audio
+    chunks = list(iter_audio_chunks("sine=r=8000:d=0.1", 8000, 100, format="lavfi"))
+    assert [c.pts for c in chunks] == list(range(0, 800, 100))
+    with pytest.raises(MediaError, match="no-such-filter"):
+        open_container("no-such-filter=x", format="lavfi")
+
+
+def test_truncated_wav_yields_the_decodable_part(make_clip, caplog) -> None:
+    path = make_clip("a.wav", seconds=1.0)
+    data = path.read_bytes()
+    start = data.index(b"data") + 8
+    path.write_bytes(data[: start + 2 * 12000])  # header + 0.25 s of 16-bit mono
+    reader = iter_audio_chunks(path, 48000, chunk_samples=480)
+    with caplog.at_level(logging.WARNING):
+        n = sum(c.samples for c in reader)
+    assert n == 12000 and reader.truncated
+    assert "truncated" in caplog.text and "a.wav" in caplog.text
+
+
+def test_truncated_faststart_mp4_yields_the_decodable_part(make_clip) -> None:
+    path = make_clip("fs.mp4", seconds=2.0, faststart=True)
+    data = path.read_bytes()
+    mdat = data.index(b"mdat")  # faststart: the index first, then the media data
+    path.write_bytes(data[: mdat + (len(data) - mdat) // 2])
+    reader = iter_audio_chunks(path)
+    n = sum(c.samples for c in reader)
+    assert 0 < n < 2 * 48000 and reader.truncated
+
+
+def test_mp4_cut_before_its_index_is_a_clear_error(make_clip) -> None:
+    path = make_clip("cut.mp4", seconds=1.0)  # moov atom at the end: the first half has none
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(MediaError, match="corrupt/truncated"):
+        read_audio(path)
+
+
+# ----------------------------------------------------------------- WAV writing
+
+
+def test_wav_writer_file_is_valid_while_open_and_after_close(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    rng = np.random.default_rng(0)
+    x = np.clip(0.3 * rng.standard_normal((2, 4800)), -1, 1).astype(np.float32)
+    with WavWriter(path, 48000, channels=2) as w:
+        w.write(x[:, :1000])
+        with wave.open(str(path)) as r:  # mid-write: a complete file of what was written
+            assert (r.getnchannels(), r.getframerate(), r.getnframes()) == (2, 48000, 1000)
+        np.testing.assert_allclose(read_audio(path, 48000, 2), x[:, :1000], atol=1e-4)
+        w.write(x[:, 1000:])
+        assert w.duration == pytest.approx(0.1)
+    with wave.open(str(path)) as r:
+        assert r.getnframes() == 4800 and r.getsampwidth() == 2
+    np.testing.assert_allclose(read_audio(path, 48000, 2), x, atol=1e-4)
+
+
+def test_wav_writer_clips_float_option_and_bad_shapes(tmp_path: Path) -> None:
+    x = np.array([[0.5, 2.0, -3.0, np.nan, -0.25]], np.float32)
+    write_wav(tmp_path / "f.wav", x, 16000, float32=True)
+    np.testing.assert_array_equal(read_audio(tmp_path / "f.wav", 16000), [[0.5, 1, -1, 0, -0.25]])
+    write_wav(tmp_path / "i.wav", x[0], 16000)  # 1-D mono accepted
+    np.testing.assert_allclose(
+        read_audio(tmp_path / "i.wav", 16000), [[0.5, 1, -1, 0, -0.25]], atol=1e-4
+    )
+    w = WavWriter(tmp_path / "s.wav", 16000, channels=2)
+    with pytest.raises(ValueError, match=r"\(2, n\)"):
+        w.write(np.zeros((1, 10), np.float32))
+    w.close()
+    w.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        w.write(np.zeros((2, 10), np.float32))
+    with pytest.raises(MediaError, match="folder does not exist"):
+        WavWriter(tmp_path / "nope" / "x.wav", 16000)
