@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -169,3 +170,70 @@ def _write_fake_sequence(
 def fake_sequence() -> Callable[..., None]:
     """``fake_sequence(folder, seed, seconds=0.5, rx=False, speaker_yaw=0.0)`` writes one."""
     return _write_fake_sequence
+
+
+@pytest.fixture(scope="session")
+def eval_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset with test/: 2 sequences x 0.5 s, the second with a moving listener; a tiny
+    random checkpoint) for the evaluation tests."""
+    from livesense.models.binaural.checkpoint import random_model, save_checkpoint
+
+    root = tmp_path_factory.mktemp("eval")
+    for k in range(2):
+        _write_fake_sequence(root / "data" / "test" / f"seq_{k}", 40 + k, rx=k == 1)
+    return root / "data", save_checkpoint(root / "ckpt", random_model("tiny", 3))
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _cli_args(command: str, *positional: object, **options: object):
+    """The parsed arguments of ``livesense COMMAND POSITIONAL... --option value...``
+    (``True`` for a flag; underscores in option names become dashes)."""
+    from livesense.cli import build_parser
+
+    argv = [command, *map(str, positional)]
+    for k, v in options.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return build_parser(command).parse_args(argv)
+
+
+@pytest.fixture(scope="session")
+def cli_args() -> Callable[..., object]:
+    """``cli_args("eval-binaural", data=d, json=out)`` -> the Namespace the CLI would parse."""
+    return _cli_args
+
+
+@pytest.fixture(scope="session")
+def run_command() -> Callable[..., int]:
+    """``run_command("eval-binaural", data=d)``: the command's ``run`` on parsed arguments
+    (user errors raise, as the CLI sees them before printing one line)."""
+    from livesense.cli import load
+
+    def run(command: str, *positional: object, **options: object) -> int:
+        return load(command).run(_cli_args(command, *positional, **options))
+
+    return run
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "livesense" / "assets" / "sample.mp4"
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    """The bundled 10 s sample clip (320x240 @ 15 fps video, 48 kHz mono AAC speech)."""
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def livesense_process() -> Callable[..., subprocess.CompletedProcess]:
+    """``livesense_process("replay", FILE, ..., timeout=120, env=None)``: ``python -m livesense``
+    in a subprocess, text output captured."""
+
+    def run(*args: object, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "livesense", *map(str, args)],
+            capture_output=True, text=True, timeout=timeout, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    return run

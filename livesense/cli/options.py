@@ -1,0 +1,187 @@
+"""Options shared by several commands, and the renderer they choose.
+
+Defaults come from the library (:data:`~livesense.audio.geometry.DEFAULT_SPEAKER`, the config
+dataclasses), written once there; help texts show them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
+from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose, source_direction
+from livesense.audio.hrtf import load_hrirs
+from livesense.audio.stft import StftConfig, stft_roundtrip
+from livesense.audio.trajectory import (
+    OrbitTrajectory,
+    PoseFileTrajectory,
+    StaticTrajectory,
+    Trajectory,
+)
+from livesense.errors import ConfigError
+from livesense.models.binaural import NeuralBinauralRenderer, NfePolicy, load_model
+from livesense.streaming.processor import StreamProcessor
+
+__all__ = [
+    "add_neural_options",
+    "add_pose_options",
+    "build_renderer",
+    "parse_pose",
+    "positive_float",
+    "positive_int",
+    "warn_untrained",
+]
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _pose_text(pose: Pose) -> str:
+    return ",".join(f"{v:g}" for v in pose.position)
+
+
+def add_pose_options(
+    g: argparse._ArgumentGroup | argparse.ArgumentParser, *, poses_file: bool, hrtf: bool = True
+) -> None:
+    """``--speaker-pose``, ``--listener-pose``, ``--orbit`` (``--poses``) (``--hrtf``)."""
+    ahead = DEFAULT_SPEAKER.position[0]
+    g.add_argument(
+        "--speaker-pose",
+        metavar="x,y,z[,qx,qy,qz,qw]",
+        default=None,
+        help=f"speaker position (and orientation); default {_pose_text(DEFAULT_SPEAKER)} "
+        f"({ahead:g} m straight ahead)",
+    )
+    g.add_argument(
+        "--listener-pose",
+        metavar="x,y,z[,qx,qy,qz,qw]",
+        default=None,
+        help="listener position and head orientation; default the origin facing +x",
+    )
+    motion = g.add_mutually_exclusive_group()
+    motion.add_argument(
+        "--orbit",
+        type=positive_float,
+        metavar="SECONDS",
+        help="the speaker circles the listener once every SECONDS (radius and height from "
+        "--speaker-pose), clockwise seen from above: front, right, back, left",
+    )
+    if poses_file:
+        motion.add_argument(
+            "--poses",
+            metavar="FILE",
+            help="speaker trajectory file in the Richard et al. layout (tx_positions.txt: 120 "
+            "rows per second of x y z qx qy qz qw)",
+        )
+    if hrtf:
+        g.add_argument(
+            "--hrtf",
+            metavar="FILE",
+            help="with --renderer dsp: HRIR set (.sofa) instead of the bundled MIT KEMAR",
+        )
+
+
+def add_neural_options(g: argparse._ArgumentGroup) -> None:
+    """``--checkpoint``, ``--random-weights``, ``--nfe``."""
+    g.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="with --renderer neural: a checkpoint saved by the training code (a folder with "
+        "model.safetensors + config.json, or the .safetensors file); default: the bundled "
+        "small model of the demo room",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --renderer neural and no checkpoint: an untrained small model instead of "
+        "the bundled one (the audio is meaningless; for testing the pipeline)",
+    )
+    g.add_argument(
+        "--nfe",
+        type=positive_int,
+        metavar="N",
+        help="with --renderer neural: network evaluations per frame (default: the model's)",
+    )
+
+
+def parse_pose(text: str | None, option: str, default: Pose) -> Pose:
+    """A ``--*-pose`` value (``default`` when not given); the option is named in errors."""
+    if text is None:
+        return default
+    try:
+        return Pose.parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def warn_untrained(args: argparse.Namespace) -> None:
+    """Say loudly that ``--random-weights`` renders meaningless audio."""
+    if args.random_weights and not args.checkpoint:
+        print(
+            "*** livesense: UNTRAINED neural renderer (--random-weights): its audio is "
+            "meaningless; drop --random-weights for the bundled model ***",
+            file=sys.stderr,
+        )
+
+
+def build_renderer(
+    args: argparse.Namespace, sample_rate: int, live: bool = False
+) -> tuple[StreamProcessor, Trajectory | None, Trajectory | None]:
+    """The audio processor ``--renderer`` names and the speaker/listener trajectories of the
+    pose options. ``live``: a device that cannot wait, so the neural renderer lowers its
+    evaluations when a block renders too slowly (unless ``--nfe`` fixes them)."""
+    if args.renderer == "passthrough":
+        return stft_roundtrip(StftConfig(sample_rate=sample_rate)), None, None
+    speaker_pose = parse_pose(args.speaker_pose, "--speaker-pose", DEFAULT_SPEAKER)
+    listener_pose = parse_pose(args.listener_pose, "--listener-pose", DEFAULT_LISTENER)
+    listener = StaticTrajectory(listener_pose)
+    speaker: Trajectory
+    if getattr(args, "poses", None):
+        speaker = PoseFileTrajectory(args.poses)
+    elif getattr(args, "orbit", None):
+        try:
+            speaker = OrbitTrajectory.around(speaker_pose, listener_pose, args.orbit)
+        except ConfigError as e:
+            raise ConfigError(f"--orbit: {e} (--speaker-pose)") from None
+    else:
+        speaker = StaticTrajectory(speaker_pose)
+        if source_direction(speaker_pose, listener_pose)[2] < 0.05:
+            raise ConfigError("--speaker-pose puts the speaker inside the listener's head")
+    if args.renderer == "neural":
+        if getattr(args, "hrtf", None):
+            raise ConfigError(
+                "--hrtf applies to --renderer dsp: the neural model was trained with the "
+                "bundled MIT KEMAR HRIRs (add --renderer dsp to use your own)"
+            )
+        warn_untrained(args)
+        model = load_model(args.checkpoint, args.random_weights)
+        if model.config.sample_rate != sample_rate:
+            raise ConfigError(
+                f"the checkpoint renders {model.config.sample_rate} Hz, not {sample_rate} Hz"
+            )
+        policy = NfePolicy() if live and args.nfe is None else None
+        renderer = NeuralBinauralRenderer(
+            model, speaker=speaker, listener=listener, nfe=args.nfe, policy=policy
+        )
+        return renderer, speaker, listener
+    hrirs = load_hrirs(args.hrtf, sample_rate)
+    config = DspRendererConfig(sample_rate=sample_rate)
+    return DspBinauralRenderer(speaker, listener, hrirs=hrirs, config=config), speaker, listener

@@ -1,0 +1,207 @@
+"""``livesense replay FILE``: a recorded file through the streaming pipeline, in real time."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from livesense.audio.plot import plot_binaural
+from livesense.cli.options import add_neural_options, add_pose_options, build_renderer
+from livesense.cli.options import positive_float as pos_float
+from livesense.cli.options import positive_int as pos_int
+from livesense.cli.progress import ProgressBar
+from livesense.cli.signals import graceful_stop
+from livesense.errors import ConfigError
+from livesense.live.replay import FileReplaySource, ReplayConfig, ReplayPipeline
+from livesense.media.audio import read_audio
+from livesense.models.binaural import NeuralBinauralRenderer, live_block
+from livesense.models.vlm import load_vlm
+from livesense.streaming.pipeline import PipelineStats
+from livesense.video.questions import load_questions
+from livesense.video.reasoner import ReasonerConfig
+from livesense.video.replay_tap import ReasonerTap
+
+DESCRIPTION = """\
+Replay FILE as if it were a live stream: audio is cut into fixed chunks at the session rate and \
+rendered to binaural stereo chunk by chunk for a speaker placed (or moving) around the \
+listener; video frames pass through. Frames are released in real time by their timestamps \
+unless --fast is given.
+
+Writes into DIR: binaural.wav (48 kHz stereo; audio.wav with --renderer passthrough), \
+output.mp4 (the input video with the rendered audio as a stereo AAC track), stats.json \
+(chunks, real-time factor, latency) and, with --plot, binaural.png. Ctrl-C (or SIGTERM) stops \
+between two chunks and keeps everything written so far; a second one stops at once.
+
+Coordinates (Richard et al.): x forward, y to the listener's right, z up, metres; \
+orientations are quaternions qx,qy,qz,qw. The listener sits at the origin facing +x unless \
+--listener-pose says otherwise."""
+
+_DEFAULT = ReplayConfig()
+_REASONER = ReasonerConfig()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="recorded media file (needs an audio stream)")
+    p.add_argument("--out", metavar="DIR", default="out", help="output folder (default: out)")
+    p.add_argument(
+        "--fast", action="store_true", help="process as fast as possible instead of in real time"
+    )
+    p.add_argument(
+        "--sample-rate",
+        type=pos_int,
+        default=_DEFAULT.sample_rate,
+        metavar="HZ",
+        help=f"session sample rate; audio is resampled to it (default: {_DEFAULT.sample_rate})",
+    )
+    chunk_ms = 1000.0 * _DEFAULT.chunk_samples / _DEFAULT.sample_rate
+    p.add_argument(
+        "--chunk-ms",
+        type=pos_float,
+        default=None,
+        metavar="MS",
+        help=f"audio chunk duration in milliseconds (default: {chunk_ms:g}; with --renderer "
+        "neural 16 STFT frames, 42.67 ms, whose per-call overhead dominates smaller chunks "
+        "on a CPU)",
+    )
+    p.add_argument("--no-video", action="store_true", help="ignore the video stream")
+    g = p.add_argument_group("binaural rendering")
+    g.add_argument(
+        "--renderer",
+        choices=("dsp", "neural", "passthrough"),
+        default="neural",
+        help="neural (default): BinauralFlow, the bundled model of the demo room unless "
+        "--checkpoint is given; dsp: HRTF renderer, direct path only (no room), lowest cost; "
+        "passthrough: streaming STFT -> ISTFT of the mono input",
+    )
+    add_neural_options(g)
+    add_pose_options(g, poses_file=True)
+    g.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write DIR/binaural.png: left/right spectrograms, ILD over time, trajectory",
+    )
+    v = p.add_argument_group("video reasoning")
+    v.add_argument(
+        "--vlm",
+        metavar="MODEL|tiny|none",
+        default="none",
+        help="vision-language model that watches the video: a Hugging Face model id (e.g. "
+        "HuggingFaceTB/SmolVLM2-256M-Video-Instruct, Qwen/Qwen3-VL-2B-Instruct) or a local "
+        "folder; tiny = a tiny random model (meaningless text, for testing); none = audio "
+        "only (default)",
+    )
+    v.add_argument(
+        "--questions",
+        metavar="FILE",
+        help="questions with timestamps (StreamingBench or OVO-Bench JSON, or 'SECONDS "
+        "question' lines); answered from the video seen up to each question's time; with "
+        "answers given, DIR/accuracy.json",
+    )
+    v.add_argument(
+        "--segment-seconds",
+        type=pos_float,
+        default=_REASONER.segment_seconds,
+        metavar="S",
+        help=f"the reasoner writes a note per segment of S seconds (default: "
+        f"{_REASONER.segment_seconds:g})",
+    )
+    v.add_argument(
+        "--vlm-fps",
+        type=pos_float,
+        default=_REASONER.fps,
+        metavar="FPS",
+        help=f"frames per second the reasoner watches (default: {_REASONER.fps:g})",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool) -> ReasonerTap:
+    """The VLM and questions chosen by --vlm/--questions (clear errors if they fail)."""
+    questions = load_questions(args.questions).questions if args.questions else []
+    backend = load_vlm(args.vlm)
+    config = ReasonerConfig(fps=args.vlm_fps, segment_seconds=args.segment_seconds)
+    return ReasonerTap(backend, config, out_dir, questions, realtime=realtime)
+
+
+def run(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a folder")
+    if args.questions and args.vlm == "none":
+        raise ConfigError("--questions needs a video reasoner: add --vlm MODEL (or --vlm tiny)")
+    if args.vlm != "none" and args.no_video:
+        raise ConfigError("--vlm watches the video: drop --no-video")
+    processor, speaker, listener = build_renderer(args, args.sample_rate)
+    if args.chunk_ms is not None:
+        chunk_samples = round(args.chunk_ms * args.sample_rate / 1000.0)
+    elif isinstance(processor, NeuralBinauralRenderer):
+        chunk_samples = live_block(processor.config)
+    else:
+        chunk_samples = round(_DEFAULT.chunk_samples * args.sample_rate / _DEFAULT.sample_rate)
+    if chunk_samples < 1:
+        raise ConfigError(f"--chunk-ms {args.chunk_ms} is shorter than one sample")
+    cfg = ReplayConfig(
+        sample_rate=args.sample_rate,
+        chunk_samples=chunk_samples,
+        video=not args.no_video,
+        realtime=not args.fast,
+    )
+    source = FileReplaySource(args.file, cfg)
+    video = source.info.video if source.has_video else None
+    pipeline = ReplayPipeline(
+        processor,
+        out_dir,
+        sample_rate=args.sample_rate,
+        audio_name="audio.wav" if args.renderer == "passthrough" else "binaural.wav",
+        video_size=(video.width, video.height) if video else None,
+        video_fps=(video.fps or 30.0) if video else 30.0,
+    )
+    tap = _reasoner_tap(args, out_dir, realtime=cfg.realtime) if args.vlm != "none" else None
+    if tap is not None and video is None:
+        raise ConfigError(f"{args.file}: no video stream for --vlm to watch")
+    stats: PipelineStats | None = None
+    label = "replay" if not args.fast else "replay (fast)"
+    try:
+        with (
+            graceful_stop(wake=source.pacer.cancel) as stop,
+            ProgressBar(label, source.duration or None, "s", not args.quiet) as bar,
+        ):
+            stats = pipeline.run(
+                source,
+                input_name=args.file,
+                realtime=cfg.realtime,
+                max_lag=lambda: source.pacer.max_lag,
+                on_frame=tap.on_frame if tap is not None else None,
+                on_progress=bar.update,
+                stop=stop.is_set,
+            )
+    finally:
+        source.close()
+        if tap is not None:
+            done = tap.finish(interrupted=stats is None or stats.interrupted)
+            if stats is not None:
+                stats.reasoner = done["stats"]
+                stats.outputs.extend(done["outputs"])
+                stats.save(out_dir / "stats.json")
+    if args.plot and stats.samples_out > 0:
+        rendered = read_audio(
+            str(out_dir / pipeline.audio_name), sample_rate=args.sample_rate, channels=2
+        )
+        png = plot_binaural(
+            out_dir / "binaural.png",
+            rendered,
+            args.sample_rate,
+            speaker=speaker,
+            listener=listener,
+            title=f"{Path(args.file).name}: {args.renderer} renderer",
+        )
+        stats.outputs.append(str(png))
+        stats.save(out_dir / "stats.json")
+    if not args.quiet:
+        state = "interrupted; partial outputs kept" if stats.interrupted else "done"
+        print(
+            f"{state}: {stats.audio_seconds:.2f} s of audio in {stats.chunks} chunks, "
+            f"{stats.video_frames} video frames, RTF {stats.rtf:.3f}, "
+            f"latency {stats.latency_ms:.1f} ms -> {out_dir}/"
+        )
+    return 130 if stats.interrupted else 0
