@@ -135,7 +135,7 @@ class HrirSet:
         """The set at another rate (polyphase, e.g. 160/147 for 44.1 -> 48 kHz)."""
         if sample_rate == self.sample_rate:
             return self
-        from scipy.signal import resample_poly
+        from scipy.signal import resample_poly  # lazy: scipy takes ~1.2 s to import
 
         g = math.gcd(int(sample_rate), self.sample_rate)
         up, down = int(sample_rate) // g, self.sample_rate // g
@@ -178,7 +178,7 @@ def _frontal_onset(directions: np.ndarray, irs: np.ndarray) -> float:
 
 def read_sofa(path: str | os.PathLike[str]) -> HrirSet:
     """Read a SOFA (HDF5) HRIR file at its own sample rate."""
-    import h5py
+    import h5py  # lazy: only --hrtf FILE.sofa needs HDF5
 
     p = Path(path)
     if not p.is_file():

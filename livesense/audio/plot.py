@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
 from livesense.audio.geometry import EAR_OFFSETS, Pose, direction_angles, head_relative, quat_rotate
 from livesense.audio.trajectory import StaticTrajectory, Trajectory
@@ -164,7 +165,7 @@ def _draw_top_down(
     ax: Axes, speaker: Trajectory, listener: Trajectory | None, times: np.ndarray, fig: Figure
 ) -> None:
     """Top-down world view: x forward plotted up, y right plotted right."""
-    from matplotlib.patches import Circle
+    from matplotlib.patches import Circle  # lazy: matplotlib takes ~0.8 s, only --plot draws
 
     listener = listener if listener is not None else StaticTrajectory(Pose())
     s = speaker.at(times).positions
@@ -224,6 +225,7 @@ def plot_binaural(
     on the ILD time axis plus a top-down view of the scene (``listener`` None = a listener at
     the origin facing +x). ``stereo`` is (2, n) with row 0 = left ear.
     """
+    # lazy: matplotlib takes ~0.8 s to import and only --plot draws
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -355,8 +357,6 @@ def plot_binaural(
 
 def _save_png(fig: Figure, out: Path, max_bytes: int = 300_000) -> Path:
     """Save ``fig`` as a truecolour PNG, or as a 256-colour palette PNG if that is too big."""
-    from PIL import Image
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi)
     data = buf.getvalue()

@@ -299,7 +299,7 @@ def render_room(
         y += _render_reflections(x, fs, src, head, rot, room, hr)
     if room.late_reverb:
         tail = late_reverb_ir(room, fs, hr, src[0], rng)  # (2, L)
-        from scipy.signal import oaconvolve
+        from scipy.signal import oaconvolve  # lazy: scipy takes ~1.2 s to import
 
         y += oaconvolve(x[None], tail, axes=-1)[:, :n]
     if room.noise_db is not None:
@@ -319,7 +319,7 @@ def _render_reflections(
 ) -> np.ndarray:
     """Image sources of order 1..max_order: x (n,), poses at the nb + 1 block boundaries
     (src, head (nb + 1, 3), rot (nb + 1, 3, 3)) -> (2, n)."""
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # lazy: scipy takes ~1.2 s to import
 
     n, b, c = x.shape[0], room.block, room.speed_of_sound
     nb = src.shape[0] - 1

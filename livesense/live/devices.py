@@ -18,7 +18,7 @@ class DeviceError(LivesenseError):
 def import_sounddevice() -> Any:
     """Return the ``sounddevice`` module or raise a one-line :class:`DeviceError`."""
     try:
-        import sounddevice
+        import sounddevice  # lazy: needs the PortAudio library; only device commands do
     except OSError as exc:  # the module loads PortAudio at import time
         raise DeviceError(
             f"PortAudio is not installed ({exc}); install it with: sudo apt-get install "

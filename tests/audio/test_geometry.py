@@ -22,12 +22,6 @@ from livesense.audio.geometry import (
     source_direction,
     yaw_quaternion,
 )
-from livesense.audio.trajectory import (
-    OrbitTrajectory,
-    PoseFileTrajectory,
-    StaticTrajectory,
-    as_trajectory,
-)
 from livesense.errors import ConfigError
 
 
@@ -148,96 +142,10 @@ def test_pose_parse():
         assert repr(bad) in str(e.value)
 
 
-def test_static_trajectory_vectorised():
-    traj = as_trajectory(Pose((1, 2, 3)))
-    assert isinstance(traj, StaticTrajectory)
-    pa = traj.at(np.linspace(0, 5, 7))
-    assert pa.positions.shape == (7, 3) and pa.orientations.shape == (7, 4)
-    np.testing.assert_allclose(pa.positions, np.tile([1.0, 2, 3], (7, 1)))
-    assert traj.pose(10.0) == Pose((1, 2, 3))
-    with pytest.raises(TypeError):
-        as_trajectory((1, 2, 3))  # type: ignore[arg-type]
-
-
-def test_orbit_positions_and_facing():
-    orbit = OrbitTrajectory(radius=2.0, period_s=4.0, height=0.5)
-    p0 = orbit.pose(0.0)
-    np.testing.assert_allclose(p0.position, [2, 0, 0.5], atol=1e-12)
-    np.testing.assert_allclose(p0.forward, [-1, 0, 0], atol=1e-12)  # faces the listener
-    p1 = orbit.pose(1.0)  # a quarter period: moved to the listener's right
-    np.testing.assert_allclose(p1.position, [0, 2, 0.5], atol=1e-12)
-    np.testing.assert_allclose(p1.forward, [0, -1, 0], atol=1e-12)
-    assert source_direction(p1, Pose())[0] == pytest.approx(90.0)
-    back = OrbitTrajectory(1.0, -4.0, start_azimuth=90.0, center=(1, 1, 0)).pose(1.0)
-    np.testing.assert_allclose(back.position, [2, 1, 0], atol=1e-12)  # counter-clockwise
-    with pytest.raises(ConfigError):
-        OrbitTrajectory(radius=0.0)
-    with pytest.raises(ConfigError):
-        OrbitTrajectory(period_s=0.0)
-    with pytest.raises(ConfigError):
-        OrbitTrajectory(height=float("nan"))
-
-
 def _write(tmp_path, text: str, name: str = "tx_positions.txt"):
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def test_pose_file_interpolation_at_120hz(tmp_path):
-    q90 = yaw_quaternion(90.0)
-    rows = [
-        [0, 0, 0, 0, 0, 0, 1],
-        [1, 2, 0, *q90],
-        [1, 2, 0, *(-q90)],  # same rotation, opposite sign: must not spin around
-    ]
-    path = _write(tmp_path, "\n".join(" ".join(f"{v:.9f}" for v in r) for r in rows) + "\n")
-    traj = PoseFileTrajectory(path)
-    assert len(traj) == 3 and traj.duration_s == pytest.approx(2 / 120)
-    pa = traj.at(np.array([0.0, 0.5 / 120, 1 / 120, 1.5 / 120, 10.0, -1.0]))
-    np.testing.assert_allclose(pa.positions[1], [0.5, 1.0, 0], atol=1e-9)
-    np.testing.assert_allclose(
-        abs(np.dot(pa.orientations[1], yaw_quaternion(45.0))), 1.0, atol=1e-9
-    )
-    np.testing.assert_allclose(abs(np.dot(pa.orientations[3], q90)), 1.0, atol=1e-9)
-    np.testing.assert_allclose(pa.positions[4], [1, 2, 0], atol=1e-9)  # held after the end
-    np.testing.assert_allclose(pa.positions[5], [0, 0, 0], atol=1e-9)  # held before the start
-    # At 48 kHz a row lasts 400 samples: sample 200 is half-way between rows 0 and 1.
-    assert traj.pose(200 / 48000).position[0] == pytest.approx(0.5)
-
-
-def test_pose_file_single_row(tmp_path):
-    traj = PoseFileTrajectory(_write(tmp_path, "# header\n1 0 0 0 0 0 1\n\n"))
-    assert traj.pose(3.0).position == (1.0, 0.0, 0.0)
-
-
-@pytest.mark.parametrize(
-    ("text", "msg"),
-    [
-        ("0 0 0 0 0 0 1\n1 2 3\n", "line 2: expected 7 values"),
-        ("0 0 0 0 0 0 1\n0 0 x 0 0 0 1\n", "line 2: non-numeric"),
-        ("0 0 0 0 0 0 1\n0 0 0 0 0 0 1\nnan 0 0 0 0 0 1\n", "line 3: non-finite"),
-        ("0 0 0 0 0 0 0\n", "line 1: orientation quaternion has zero norm"),
-        ("", "contains no poses"),
-        ("\n# only a comment\n", "contains no poses"),
-    ],
-)
-def test_pose_file_errors_name_file_and_line(tmp_path, text, msg):
-    path = _write(tmp_path, text)
-    with pytest.raises(ConfigError, match=msg) as e:
-        PoseFileTrajectory(path)
-    assert str(path) in str(e.value)
-
-
-def test_pose_file_missing_or_unreadable(tmp_path):
-    with pytest.raises(ConfigError, match="pose file not found"):
-        PoseFileTrajectory(tmp_path / "nope.txt")
-    binary = tmp_path / "bin.txt"
-    binary.write_bytes(b"\xff\xfe\x00\x81")
-    with pytest.raises(ConfigError, match="cannot read pose file"):
-        PoseFileTrajectory(binary)
-    with pytest.raises(ConfigError, match="rate"):
-        PoseFileTrajectory(_write(tmp_path, "0 0 0 0 0 0 1\n"), rate=0.0)
 
 
 def test_direction_angles_vectorised():

@@ -7,12 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-from livesense.errors import MediaError
-from livesense.live.camera import CameraSpec
 
 CAMERA = "lavfi:testsrc2=size=160x120:rate=10"
 
@@ -70,18 +66,6 @@ def test_webcam_bad_camera(camera, needle):
     r = webcam("--camera", camera, "--duration", "1")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error:") and needle in r.stderr
-
-
-def test_camera_spec_parsing():
-    if Path("/dev/video0").exists():
-        assert CameraSpec.parse("/dev/video0") == CameraSpec("/dev/video0", "v4l2", True)
-    with pytest.raises(MediaError, match="no camera at /dev/video99; pass --camera"):
-        CameraSpec.parse("/dev/video99")
-    assert CameraSpec.parse("lavfi:testsrc2") == CameraSpec("testsrc2", "lavfi", False)
-    assert CameraSpec.parse("rtsp://cam/1").paced_by_source
-    assert not CameraSpec.parse("clip.mp4").paced_by_source
-    with pytest.raises(MediaError, match="filter graph"):
-        CameraSpec.parse("lavfi:")
 
 
 def test_webcam_with_mic_runs_both_models(pulse):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,6 @@ import pytest
 
 from livesense.errors import MediaError
 from livesense.media.audio import iter_audio_chunks, read_audio
-from livesense.media.container import open_container, probe
-from livesense.media.wav import WavWriter, write_wav
 
 
 def peak_hz(x: np.ndarray, rate: int) -> float:
@@ -71,18 +68,6 @@ def test_aac_in_mp4_decodes_to_the_written_length(make_clip) -> None:
     assert abs(peak_hz(x[0], 16000) - 880.0) < 3.0
 
 
-def test_probe_describes_streams(make_clip) -> None:
-    info = probe(make_clip("av.mp4", seconds=1.0, fps=10, size=(64, 48), audio_rate=44100))
-    assert info.duration == pytest.approx(1.0, abs=0.05)
-    assert info.video is not None and info.audio is not None
-    v, a = info.video, info.audio
-    assert (v.codec, v.width, v.height, v.fps, v.frames) == ("h264", 64, 48, 10.0, 10)
-    assert (a.codec, a.sample_rate, a.channels) == ("aac", 44100, 1)
-    text = info.describe()
-    assert "h264 64x48 @ 10 fps" in text and "aac 44100 Hz, 1 ch" in text
-    assert len(text.splitlines()) == 4
-
-
 # ----------------------------------------------------------------- errors
 
 
@@ -98,28 +83,6 @@ def _bad_inputs(tmp_path: Path, make_clip) -> dict[str, Path]:
         "empty file": empty,
         "no audio stream": make_clip("silent.mp4", audio=False),
     }
-
-
-def test_error_paths_raise_one_line_media_errors(tmp_path: Path, make_clip) -> None:
-    for what, path in _bad_inputs(tmp_path, make_clip).items():
-        for call in (lambda p: iter_audio_chunks(p), read_audio):
-            with pytest.raises(MediaError) as e:
-                call(path)
-            msg = str(e.value)
-            assert what in msg and str(path) in msg and "\n" not in msg
-    with pytest.raises(MediaError, match="no such file"):
-        probe(tmp_path / "missing.mp4")
-    with pytest.raises(MediaError, match="not a readable media file"):
-        probe(tmp_path / "notes.txt")
-
-
-def test_open_container_passes_devices_through() -> None:
-    with open_container("sine=frequency=440:duration=0.1", format="lavfi") as c:
-        assert c.streams.audio
-    chunks = list(iter_audio_chunks("sine=r=8000:d=0.1", 8000, 100, format="lavfi"))
-    assert [c.pts for c in chunks] == list(range(0, 800, 100))
-    with pytest.raises(MediaError, match="no-such-filter"):
-        open_container("no-such-filter=x", format="lavfi")
 
 
 def test_truncated_wav_yields_the_decodable_part(make_clip, caplog) -> None:
@@ -152,38 +115,3 @@ def test_mp4_cut_before_its_index_is_a_clear_error(make_clip) -> None:
 
 
 # ----------------------------------------------------------------- WAV writing
-
-
-def test_wav_writer_file_is_valid_while_open_and_after_close(tmp_path: Path) -> None:
-    path = tmp_path / "out.wav"
-    rng = np.random.default_rng(0)
-    x = np.clip(0.3 * rng.standard_normal((2, 4800)), -1, 1).astype(np.float32)
-    with WavWriter(path, 48000, channels=2) as w:
-        w.write(x[:, :1000])
-        with wave.open(str(path)) as r:  # mid-write: a complete file of what was written
-            assert (r.getnchannels(), r.getframerate(), r.getnframes()) == (2, 48000, 1000)
-        np.testing.assert_allclose(read_audio(path, 48000, 2), x[:, :1000], atol=1e-4)
-        w.write(x[:, 1000:])
-        assert w.duration == pytest.approx(0.1)
-    with wave.open(str(path)) as r:
-        assert r.getnframes() == 4800 and r.getsampwidth() == 2
-    np.testing.assert_allclose(read_audio(path, 48000, 2), x, atol=1e-4)
-
-
-def test_wav_writer_clips_float_option_and_bad_shapes(tmp_path: Path) -> None:
-    x = np.array([[0.5, 2.0, -3.0, np.nan, -0.25]], np.float32)
-    write_wav(tmp_path / "f.wav", x, 16000, float32=True)
-    np.testing.assert_array_equal(read_audio(tmp_path / "f.wav", 16000), [[0.5, 1, -1, 0, -0.25]])
-    write_wav(tmp_path / "i.wav", x[0], 16000)  # 1-D mono accepted
-    np.testing.assert_allclose(
-        read_audio(tmp_path / "i.wav", 16000), [[0.5, 1, -1, 0, -0.25]], atol=1e-4
-    )
-    w = WavWriter(tmp_path / "s.wav", 16000, channels=2)
-    with pytest.raises(ValueError, match=r"\(2, n\)"):
-        w.write(np.zeros((1, 10), np.float32))
-    w.close()
-    w.close()  # idempotent
-    with pytest.raises(ValueError, match="closed"):
-        w.write(np.zeros((2, 10), np.float32))
-    with pytest.raises(MediaError, match="folder does not exist"):
-        WavWriter(tmp_path / "nope" / "x.wav", 16000)

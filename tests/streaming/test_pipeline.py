@@ -6,7 +6,6 @@ import numpy as np
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.live.mic import MicConfig, MicLoop
 from livesense.media.audio import read_audio
 from livesense.media.sinks import WavSink
 from livesense.streaming.frames import AudioChunk, PoseUpdate
@@ -68,14 +67,3 @@ def test_interrupted_run_flushes_and_closes():
     sink = ListSink()
     stats = StreamPipeline(DspBinauralRenderer(), SR).run(frames(), [sink])
     assert stats.interrupted and sink.closed and stats.samples_out == 2400
-
-
-def test_live_session_key_moves_become_control_frames():
-    s = MicLoop(DspBinauralRenderer(), MicConfig(block=480, duration_s=0.02))
-    s.in_ring.write(np.ones(960, np.float32) * 0.1)
-    s.update_pose(speaker=Pose((0.0, 2.0, 0.0)))
-    frames = list(s._frames())
-    assert isinstance(frames[0], PoseUpdate) and frames[0].pts == 0
-    assert frames[0].speaker == (0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 1.0)
-    assert [f.pts for f in frames[1:]] == [0, 480] and s.position == 960
-    assert s.stats.stop_reason == "duration reached"

@@ -24,38 +24,15 @@ from livesense.errors import ConfigError, LivesenseError
 from livesense.stats import LatencySummary
 from livesense.streaming.frames import TextEvent
 
-__all__ = [  # fmt: skip
-    "AUDIO_FORMATS",
-    "HEADER",
-    "HEADER_SIZE",
-    "PATH",
-    "PROTOCOL_VERSION",
-    "SAMPLE_RATES",
-    "AskMessage",
-    "AudioStats",
-    "BinaryFrame",
-    "Done",
-    "ErrorCode",
-    "ErrorEvent",
-    "Kind",
-    "Outbound",
-    "PacketStats",
-    "PoseMessage",
-    "ProtocolError",
-    "Ready",
-    "StartConfig",
-    "Stats",
-    "VideoStats",
-    "decode_audio",
-    "encode_audio",
-    "pack_frame",
-    "parse_control",
-    "parse_json",
-    "parse_start",
-    "pose_to_json",
-    "to_wire",
-    "unpack_frame",
+# fmt: off
+__all__ = [
+    "AUDIO_FORMATS", "HEADER", "HEADER_SIZE", "PATH", "PROTOCOL_VERSION", "SAMPLE_RATES",
+    "AskMessage", "AudioStats", "BinaryFrame", "Done", "ErrorCode", "ErrorEvent", "Kind",
+    "Outbound", "PacketStats", "PoseMessage", "ProtocolError", "Ready", "StartConfig", "Stats",
+    "VideoStats", "decode_audio", "encode_audio", "pack_frame", "parse_control", "parse_json",
+    "parse_start", "pose_to_json", "to_wire", "unpack_frame",
 ]
+# fmt: on
 
 PROTOCOL_VERSION = 1
 PATH = "/v1/session"

@@ -45,6 +45,7 @@ from livesense.models.binaural.batches import (
 from livesense.models.binaural.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    load_checkpoint,
     random_model,
     save_checkpoint,
 )
@@ -156,8 +157,6 @@ def _save(
 def _load_resume(
     out: Path, device: torch.device
 ) -> tuple[BinauralFlowUNet, dict[str, Any], dict[str, Any]]:
-    from livesense.models.binaural.checkpoint import load_checkpoint
-
     if not _has_checkpoint(out):
         raise LivesenseError(f"--resume: no checkpoint in {out} (model.safetensors + config.json)")
     if not (out / OPTIMIZER_NAME).is_file():

@@ -23,7 +23,6 @@ import enum
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 __all__ = ["IncrementalCache", "Kind", "additive_mask"]
 
@@ -66,6 +65,8 @@ class IncrementalCache:
     """A DynamicCache plus per-token kind, segment and position (see the module docstring)."""
 
     def __init__(self, config: object | None = None) -> None:
+        from transformers import DynamicCache  # lazy: transformers takes ~1.5 s to import
+
         self.kv = DynamicCache(config=config) if config is not None else DynamicCache()
         self.kinds = np.zeros(0, dtype=np.int8)  # (n,) Kind per cached token
         self.segments = np.zeros(0, dtype=np.int64)  # (n,) segment index, -1 if none

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -51,6 +54,8 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(list(SPECIAL_TOKENS))
+    from transformers import PreTrainedTokenizerFast  # lazy: transformers takes ~1.5 s to import
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -60,6 +65,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _qwen3vl(tok: PreTrainedTokenizerFast, seed: int) -> torch.nn.Module:
+    # lazy: transformers takes ~1.5 s to import and only --vlm needs it
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     ids = tok.convert_tokens_to_ids
@@ -102,6 +108,7 @@ def _qwen3vl(tok: PreTrainedTokenizerFast, seed: int) -> torch.nn.Module:
 
 
 def _smolvlm(tok: PreTrainedTokenizerFast, seed: int) -> torch.nn.Module:
+    # lazy: transformers takes ~1.5 s to import and only --vlm needs it
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
     cfg = SmolVLMConfig(
