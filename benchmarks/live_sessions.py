@@ -26,6 +26,7 @@ import numpy as np
 from livesense.audio.geometry import Pose
 from livesense.live.server.client import LiveClient
 from livesense.live.server.protocol import StartConfig
+from livesense.stats import LatencySummary
 
 CHUNK = 480
 
@@ -64,10 +65,12 @@ async def _run(url: str, n: int, seconds: float, renderer: str) -> dict[str, Any
     res = await asyncio.gather(*(_session(url, k, seconds, renderer) for k in range(n)))
     lat = np.concatenate([np.asarray(r["lat"]) for r in res])
     rtfs = [r["stats"].get("rtf") or 0.0 for r in res]
+    ms = LatencySummary.of(lat)
+    assert ms is not None, "no audio came back"
     return {
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-        "max_ms": round(float(lat.max()), 2),
+        "p50_ms": round(ms.p50, 2),
+        "p99_ms": round(ms.p99, 2),
+        "max_ms": round(ms.max, 2),
         "rtf_per_session": round(float(np.mean(rtfs)), 4),
         "rtf_total": round(float(np.sum(rtfs)), 4),
         "renderer": res[0]["renderer"],

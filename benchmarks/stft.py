@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from livesense.audio.stft import StftConfig, stft_roundtrip
+from livesense.stats import LatencySummary
 
 SECONDS = 60.0
 CHUNK_MS = 10.0
@@ -83,11 +84,7 @@ def main() -> None:
                 "stream_over_offline": round(stream_s / offline_s, 2),
                 "x_realtime_stream": round(SECONDS / stream_s, 1),
                 "x_realtime_offline": round(SECONDS / offline_s, 1),
-                "per_chunk_us": {
-                    "p50": round(float(np.percentile(step_ns, 50)) / 1e3, 1),
-                    "p99": round(float(np.percentile(step_ns, 99)) / 1e3, 1),
-                    "max": round(float(step_ns.max()) / 1e3, 1),
-                },
+                "per_chunk_us": LatencySummary.of(step_ns, 1e-3).to_json(1),
                 "latency_samples": cfg.latency,
                 "latency_ms": cfg.latency_s * 1e3,
                 "stream_max_abs_err": float((y_stream - x).abs().max()),

@@ -237,3 +237,21 @@ def livesense_process() -> Callable[..., subprocess.CompletedProcess]:
         )  # fmt: skip
 
     return run
+
+
+# --------------------------------------------------------------------------- live sessions
+
+CLIENT_TOKEN = "tok"
+
+
+@pytest.fixture(scope="session")
+def client_server():
+    """A live-session server on loopback for the client tests (token ``tok``, DSP renderer,
+    a fake reasoner writing a note every 2 frames, stats every 0.2 s)."""
+    from livesense.live.engines import Engines, FakeReasoner
+    from livesense.live.server.app import ServerThread
+    from livesense.live.server.config import ServerConfig
+
+    cfg = ServerConfig(port=0, token=CLIENT_TOKEN, stats_interval_s=0.2)
+    with ServerThread(cfg, Engines(reasoner=FakeReasoner(every=2))) as st:
+        yield st

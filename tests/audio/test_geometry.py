@@ -142,12 +142,6 @@ def test_pose_parse():
         assert repr(bad) in str(e.value)
 
 
-def _write(tmp_path, text: str, name: str = "tx_positions.txt"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
 def test_direction_angles_vectorised():
     az, el = direction_angles(np.array([[1.0, 0, 0], [0, -2, 0], [0, 0, -1]]))
     np.testing.assert_allclose(az, [0, -90, 0], atol=1e-12)

@@ -3,43 +3,31 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
 from livesense.cli import main
-from livesense.live.engines import Engines, FakeReasoner
 from livesense.live.server.app import ServerThread
-from livesense.live.server.config import ServerConfig
+from livesense.live.server.protocol import decode_audio, encode_audio
 from livesense.media.audio import read_audio
 
-TOKEN = "tok"
+TOKEN = "tok"  # the client_server fixture's
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    cfg = ServerConfig(port=0, token=TOKEN, stats_interval_s=0.2)
-    with ServerThread(cfg, Engines(reasoner=FakeReasoner(every=2))) as st:
-        yield st
-
-
-def offline(
-    st: ServerThread, x: np.ndarray, speaker: Pose, listener: Pose | None = None
-) -> np.ndarray:
-    return DspBinauralRenderer(
-        speaker, listener or Pose(), hrirs=st.server.engines.dsp.hrirs
-    ).process(x)
+def offline(x: np.ndarray, speaker: Pose, listener: Pose | None = None) -> np.ndarray:
+    """The DSP render of ``x`` (the shipped HRIR set, as the server's DSP engine)."""
+    return DspBinauralRenderer(speaker, listener or Pose()).process(x)
 
 
 def s16(x: np.ndarray) -> np.ndarray:
-    return (np.clip(np.round(x * 32768), -32768, 32767) / 32768).astype(np.float32)
+    """``x`` as it arrives after the wire's s16le encoding."""
+    return decode_audio(encode_audio(x, "s16le"), "s16le", 1)[0]
 
 
-def test_stream_file_end_to_end(server: ServerThread, make_clip, tmp_path: Path) -> None:
+def test_stream_file_end_to_end(client_server: ServerThread, make_clip, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n = 48000 + 217  # not a whole number of packets
     audio = (0.05 * rng.standard_normal((1, n))).astype(np.float32)
@@ -49,14 +37,14 @@ def test_stream_file_end_to_end(server: ServerThread, make_clip, tmp_path: Path)
     out = tmp_path / "out"
     sp, li = Pose((0.5, 1.2, 0.2)), Pose((0.0, 0.0, 0.0))
     rc = main(
-        ["client", str(clip), "--url", server.url, "--fast", "--fps", "10", "--out", str(out),
+        ["client", str(clip), "--url", client_server.url, "--fast", "--fps", "10", "--out", str(out),
          "--questions", str(questions), "--speaker-pose", "0.5,1.2,0.2"]
     )  # fmt: skip
     assert rc == 0
     y = read_audio(out / "binaural.wav", 48000, channels=2)
     x = read_audio(clip, 48000)[0]  # what the client decoded and sent
     assert y.shape == (2, x.shape[0])
-    ref = offline(server, s16(x), sp, li)
+    ref = offline(s16(x), sp, li)
     assert np.abs(y - ref).max() <= 2.01 / 32768  # s16 in and out (+ WAV rounding)
     events = [json.loads(line) for line in (out / "transcript.jsonl").read_text().splitlines()]
     notes = [e for e in events if e["type"] == "note"]
@@ -70,10 +58,10 @@ def test_stream_file_end_to_end(server: ServerThread, make_clip, tmp_path: Path)
 
 
 def test_client_errors_are_one_line(
-    server: ServerThread, make_clip, tmp_path: Path, capsys
+    client_server: ServerThread, make_clip, tmp_path: Path, capsys
 ) -> None:
     clip = make_clip("ok.wav", seconds=0.1, video=False)
-    bad_url = server.url.replace(f"token={TOKEN}", "token=nope")
+    bad_url = client_server.url.replace(f"token={TOKEN}", "token=nope")
     assert main(["client", str(clip), "--url", bad_url, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "authentication rejected" in err and err.count("\n") == 1 and "nope" not in err
@@ -85,9 +73,9 @@ def test_client_errors_are_one_line(
     assert main(["client", str(clip), "--url", f"ws://127.0.0.1:{port}/v1/session"]) == 2
     assert "cannot connect" in capsys.readouterr().err
     (tmp_path / "junk.mp4").write_bytes(b"not media")
-    assert main(["client", str(tmp_path / "junk.mp4"), "--url", server.url]) == 2
+    assert main(["client", str(tmp_path / "junk.mp4"), "--url", client_server.url]) == 2
     assert "junk.mp4" in capsys.readouterr().err
-    assert main(["client", str(tmp_path / "missing.wav"), "--url", server.url]) == 2
+    assert main(["client", str(tmp_path / "missing.wav"), "--url", client_server.url]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["client", str(clip), "--url", "http://x"]) == 2
     assert "--url" in capsys.readouterr().err

@@ -3,71 +3,12 @@ become control frames."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
 from livesense.live.mic import MicConfig, MicLoop
 from livesense.streaming.frames import PoseUpdate
-
-SR = 48000
-
-
-def _portaudio_available() -> bool:
-    try:
-        import sounddevice  # noqa: F401
-    except OSError:
-        return False
-    return True
-
-
-needs_portaudio = pytest.mark.skipif(
-    not _portaudio_available(), reason="PortAudio missing: apt-get install libportaudio2"
-)
-
-
-def _signal(seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    rng = np.random.default_rng(0)
-    x = 0.3 * np.sin(2 * np.pi * 440 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t))
-    x += 0.05 * rng.standard_normal(t.size)
-    return np.round(np.clip(x, -1, 1) * 32767).astype("<i2")
-
-
-@pytest.fixture
-def alsa_home(tmp_path: Path) -> tuple[Path, np.ndarray]:
-    """A HOME whose .asoundrc defines a file-backed microphone and a null headphone."""
-    pcm = _signal(2.0)
-    raw = tmp_path / "in.raw"
-    pcm.tofile(raw)
-    (tmp_path / ".asoundrc").write_text(
-        f"""
-pcm.filein {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}
-pcm.lsin {{ type plug; slave {{ pcm "filein"; format S16_LE; rate 48000; channels 1 }}
-  hint {{ show on; description "livesense test mic" }} }}
-pcm.lsout {{ type plug; slave {{ pcm "null"; format S16_LE; rate 48000; channels 2 }}
-  hint {{ show on; description "livesense test headphones" }} }}
-"""
-    )
-    return tmp_path, pcm
-
-
-def _mic(home: Path, *args: str, env: dict | None = None, timeout: float = 60):
-    e = {**os.environ, "HOME": str(home), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "livesense", "mic", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=e,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_callbacks_copy_and_count_underruns():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,20 +68,6 @@ def test_aac_in_mp4_decodes_to_the_written_length(make_clip) -> None:
 
 
 # ----------------------------------------------------------------- errors
-
-
-def _bad_inputs(tmp_path: Path, make_clip) -> dict[str, Path]:
-    text = tmp_path / "notes.txt"
-    text.write_text("this is not a video\n" * 50)
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    return {
-        "no such file": tmp_path / "missing.mp4",
-        "is a directory": tmp_path,
-        "not a readable media file": text,
-        "empty file": empty,
-        "no audio stream": make_clip("silent.mp4", audio=False),
-    }
 
 
 def test_truncated_wav_yields_the_decodable_part(make_clip, caplog) -> None:

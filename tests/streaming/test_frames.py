@@ -34,16 +34,3 @@ def test_text_event_json():
         "question": "what moves?",
     }
     assert "id" not in TextEvent("note", "x", 0, 1).to_json()
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.slept.append(s)
-        self.now += s

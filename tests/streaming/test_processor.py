@@ -51,55 +51,9 @@ class MovingAverage(StreamProcessor):
         return y
 
 
-class Lookahead(MovingAverage):
-    """Non-causal: mixes in the next sample of the same chunk while declaring latency 0."""
-
-    def step(self, chunk):
-        y = chunk.copy()
-        y[..., :-1] += chunk[..., 1:]
-        return y
-
-
-class ChunkDependent(MovingAverage):
-    """Forgets state between chunks: offline != chunked."""
-
-    def step(self, chunk):
-        out = super().step(chunk)
-        self.hist[:] = 0
-        return out
-
-
 @pytest.fixture
 def signal() -> np.ndarray:
     return np.random.default_rng(0).standard_normal((1, 2000)).astype(np.float32)
-
-
-class CentredAverage(StreamProcessor):
-    """5-tap centred average: truly needs 2 samples of look-ahead."""
-
-    def __init__(self, declared: int):
-        self.latency = declared
-        self.reset()
-
-    def reset(self) -> None:
-        self.buf = np.zeros((1, 2), np.float32)  # two zeros of left context
-
-    def step(self, chunk):
-        self.buf = np.concatenate([self.buf, chunk], axis=-1)
-        n = self.buf.shape[-1] - 4
-        if n <= 0:
-            return None
-        x = self.buf
-        y = sum(x[..., i : i + n] for i in range(5)) / 5
-        self.buf = x[..., n:]
-        return y
-
-    def flush(self):
-        x = np.concatenate([self.buf, np.zeros((1, 2), np.float32)], axis=-1)
-        n = x.shape[-1] - 4
-        y = sum(x[..., i : i + n] for i in range(5)) / 5
-        self.buf = self.buf[..., :2] * 0
-        return y
 
 
 def test_chain_latencies_add_and_flush_drains(signal):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,36 +10,25 @@ import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
-from livesense.live.engines import Engines, FakeReasoner
 from livesense.live.server.app import ServerThread
 from livesense.live.server.client import ClientError, ClientOptions, LiveClient, stream_file
-from livesense.live.server.config import ServerConfig
-from livesense.live.server.protocol import StartConfig
+from livesense.live.server.protocol import StartConfig, decode_audio, encode_audio
 from livesense.media.audio import read_audio
 
-TOKEN = "tok"
+TOKEN = "tok"  # the client_server fixture's
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    cfg = ServerConfig(port=0, token=TOKEN, stats_interval_s=0.2)
-    with ServerThread(cfg, Engines(reasoner=FakeReasoner(every=2))) as st:
-        yield st
-
-
-def offline(
-    st: ServerThread, x: np.ndarray, speaker: Pose, listener: Pose | None = None
-) -> np.ndarray:
-    return DspBinauralRenderer(
-        speaker, listener or Pose(), hrirs=st.server.engines.dsp.hrirs
-    ).process(x)
+def offline(x: np.ndarray, speaker: Pose, listener: Pose | None = None) -> np.ndarray:
+    """The DSP render of ``x`` (the shipped HRIR set, as the server's DSP engine)."""
+    return DspBinauralRenderer(speaker, listener or Pose()).process(x)
 
 
 def s16(x: np.ndarray) -> np.ndarray:
-    return (np.clip(np.round(x * 32768), -32768, 32767) / 32768).astype(np.float32)
+    """``x`` as it arrives after the wire's s16le encoding."""
+    return decode_audio(encode_audio(x, "s16le"), "s16le", 1)[0]
 
 
-def test_concurrent_sessions_get_their_own_output(server: ServerThread) -> None:
+def test_concurrent_sessions_get_their_own_output(client_server: ServerThread) -> None:
     """Several sessions with different poses and formats at once: no cross-talk."""
     rng = np.random.default_rng(1)
     poses = [Pose((1.0, -1.0, 0.0)), Pose((0.2, 2.0, 0.5)), Pose((-1.5, 0.3, 0.0)), Pose((3, 0, 1))]
@@ -48,7 +36,7 @@ def test_concurrent_sessions_get_their_own_output(server: ServerThread) -> None:
     xs = [(0.05 * rng.standard_normal(480 * 40)).astype(np.float32) for _ in poses]
 
     async def one(x: np.ndarray, sp: Pose, fmt: str) -> np.ndarray:
-        async with LiveClient(server.url, StartConfig(format=fmt, speaker=sp)) as c:
+        async with LiveClient(client_server.url, StartConfig(format=fmt, speaker=sp)) as c:
             for i in range(0, x.shape[0], 480):
                 await c.send_audio(x[i : i + 480])
                 await asyncio.sleep(0.001)
@@ -63,16 +51,16 @@ def test_concurrent_sessions_get_their_own_output(server: ServerThread) -> None:
     outs = asyncio.run(run())
     for x, sp, fmt, y in zip(xs, poses, fmts, outs, strict=True):
         if fmt == "s16le":
-            assert np.abs(y - offline(server, s16(x), sp)).max() <= 1.01 / 32768
+            assert np.abs(y - offline(s16(x), sp)).max() <= 1.01 / 32768
         else:
-            assert np.abs(y - offline(server, x, sp)).max() <= 1e-6
+            assert np.abs(y - offline(x, sp)).max() <= 1e-6
     assert np.abs(outs[0] - outs[1][:, : outs[0].shape[1]]).max() > 0.01  # really different
 
 
-def test_pose_updates_and_orbit(server: ServerThread, make_clip, tmp_path: Path) -> None:
+def test_pose_updates_and_orbit(client_server: ServerThread, make_clip, tmp_path: Path) -> None:
     clip = make_clip("tone.wav", seconds=0.5, video=False)
     opts = ClientOptions(fast=True, orbit_s=1.0, speaker=Pose((1.0, 0.0, 0.0)), format="f32le")
-    res = asyncio.run(stream_file(clip, server.url, opts))
+    res = asyncio.run(stream_file(clip, client_server.url, opts))
     x = read_audio(clip, 48000)[0]
     assert res.audio.shape == (2, x.shape[0]) and res.done is not None
     left, right = res.audio[:, :12000], res.audio[:, 12000:]
@@ -81,18 +69,18 @@ def test_pose_updates_and_orbit(server: ServerThread, make_clip, tmp_path: Path)
     assert np.sum(left[1] ** 2) < np.sum(right[1] ** 2)
 
 
-def test_real_time_pacing(server: ServerThread, make_clip) -> None:
+def test_real_time_pacing(client_server: ServerThread, make_clip) -> None:
     clip = make_clip("short.wav", seconds=0.3, video=False)
     t0 = asyncio.run(asyncio.sleep(0, result=__import__("time").perf_counter()))
-    res = asyncio.run(stream_file(clip, server.url, ClientOptions()))
+    res = asyncio.run(stream_file(clip, client_server.url, ClientOptions()))
     elapsed = __import__("time").perf_counter() - t0
     assert elapsed >= 0.28 and res.audio.shape[1] == round(0.3 * 48000)
     assert max(res.latencies_ms) < 200
 
 
-def test_rejected_session_is_a_client_error(server: ServerThread) -> None:
+def test_rejected_session_is_a_client_error(client_server: ServerThread) -> None:
     async def run() -> None:
-        c = LiveClient(server.url, StartConfig())
+        c = LiveClient(client_server.url, StartConfig())
         c.start = StartConfig(sample_rate=44100)  # type: ignore[call-arg]
         await c.connect()
 

@@ -6,9 +6,6 @@ import numpy as np
 
 from livesense.models.binaural.renderer import NeuralBinauralRenderer
 
-SR = 48000
-
-
 HOP = 128
 
 

@@ -8,8 +8,6 @@ from livesense.errors import ConfigError
 from livesense.models.binaural.nfe import NfePolicy
 from livesense.models.binaural.renderer import NeuralBinauralRenderer
 
-SR = 48000
-
 
 def test_nfe_policy() -> None:
     p = NfePolicy(levels=(1, 6, 2, 4), high=0.8, low=0.4, patience=2)

@@ -9,19 +9,11 @@ import torch
 
 from livesense.audio.geometry import Pose
 from livesense.audio.trajectory import OrbitTrajectory
-from livesense.models.binaural.checkpoint import random_model
-from livesense.models.binaural.config import BinauralFlowConfig
 from livesense.models.binaural.renderer import NeuralBinauralRenderer
 from livesense.streaming.testing import assert_causal, assert_offline_equals_chunked
 
-SR = 48000
 HOP = 128
 OVERLAP = 384
-
-
-def max_steps(y: np.ndarray) -> np.ndarray:
-    """Largest sample-to-sample step over both channels, per sample (n - 1,)."""
-    return np.abs(np.diff(y, axis=-1)).max(axis=0)
 
 
 @pytest.mark.parametrize(("solver", "nfe"), [("euler", 2), ("midpoint", 2)])
@@ -77,13 +69,3 @@ def test_pose_updates_apply_from_their_frame(speech_like, model) -> None:
     # a trajectory at construction changes the rendering
     orbit = NeuralBinauralRenderer(model, speaker=OrbitTrajectory(1.0, 0.5)).process(x)
     assert np.abs(orbit - base).max() > 1e-4
-
-
-def smooth_model():
-    """Zero velocity and almost no prior noise: renders ~ the mono input, smooth like a trained
-    model's output (a random network's output is noise, which would hide clicks)."""
-    m = random_model(BinauralFlowConfig.preset("tiny").replace(sigma=1e-3), seed=2)
-    with torch.no_grad():
-        m.out_conv.conv.weight.zero_()
-        m.out_conv.conv.bias.zero_()
-    return m

@@ -18,8 +18,6 @@ from livesense.models.binaural.batches import find_splits, make_batch
 from livesense.models.binaural.checkpoint import load_checkpoint
 from livesense.models.binaural.training import OPTIMIZER_NAME, TrainConfig, train
 
-SR = 48000
-
 
 def make_dataset(root: Path, write) -> Path:
     """root/{train,val,test} with 3 / 1 / 2 sequences."""

@@ -3,14 +3,10 @@ matching (representation, loss, an overfit run)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from livesense.models.binaural.checkpoint import random_model
 from livesense.models.binaural.config import BinauralFlowConfig
-from livesense.models.binaural.flow import (
-    FlowBatch,
-)
 from livesense.models.binaural.layers import StreamState
 
 
@@ -79,14 +75,3 @@ def test_model_is_causal_with_finite_receptive_field() -> None:
         c = model(x3, mono, 0.6, poses)
     diff = (c - a).abs().amax(dim=(0, 1, 2))  # (T,)
     assert diff[cut + rf - 1] > 0 and torch.all(diff[cut + rf :] == 0)
-
-
-def _clip(cfg: BinauralFlowConfig, seconds: float) -> FlowBatch:
-    n = round(seconds * cfg.sample_rate)
-    t = np.arange(n) / cfg.sample_rate
-    mono = 0.3 * np.sin(2 * np.pi * 300 * t) + 0.2 * np.sin(2 * np.pi * 1100 * t)
-    left = 0.8 * np.roll(mono, 12)
-    right = 0.4 * np.roll(mono, 40)
-    f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    poses = torch.tensor([[1.0, 0.5, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]])
-    return FlowBatch(f(mono)[None], f(np.stack([left, right]))[None], poses)
