@@ -8,6 +8,7 @@ import gc
 import logging
 import secrets
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import torch
@@ -116,11 +117,11 @@ def build_engines(args: argparse.Namespace, cfg: ServerConfig) -> Engines:
         return NeuralEngine(args.checkpoint, args.random_weights, args.nfe, dsp=dsp)
 
     eager = cfg.renderer == "neural" or args.checkpoint or args.random_weights
-    renderers: dict[str, RendererEngine | type | object] = {
+    renderers: dict[str, RendererEngine | Callable[[], RendererEngine]] = {
         "dsp": dsp,
         "neural": neural() if eager else neural,
     }
-    return Engines(renderers, reasoner_engine(args.vlm))  # type: ignore[arg-type]
+    return Engines(renderers, reasoner_engine(args.vlm))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,66 +14,6 @@ from livesense.streaming.testing import (
 )
 
 
-class Delay(StreamProcessor):
-    """Emits input sample k once input k + d has arrived (latency d); flush emits the rest."""
-
-    def __init__(self, d: int):
-        self.latency = d
-        self.reset()
-
-    def reset(self) -> None:
-        self.buf = np.zeros((1, 0), np.float32)
-
-    def step(self, chunk):
-        self.buf = np.concatenate([self.buf, chunk], axis=-1)
-        n = max(0, self.buf.shape[-1] - self.latency)
-        out, self.buf = self.buf[..., :n], self.buf[..., n:]
-        return out
-
-    def flush(self):
-        out, self.buf = self.buf, self.buf[..., :0]
-        return out
-
-
-class MovingAverage(StreamProcessor):
-    """Causal 3-tap FIR, state kept between chunks."""
-
-    def reset(self) -> None:
-        self.hist = np.zeros((1, 2), np.float32)
-
-    def __init__(self):
-        self.reset()
-
-    def step(self, chunk):
-        x = np.concatenate([self.hist, chunk], axis=-1)
-        y = (x[..., 2:] + x[..., 1:-1] + x[..., :-2]) / 3
-        self.hist = x[..., -2:]
-        return y
-
-
-class Lookahead(MovingAverage):
-    """Non-causal: mixes in the next sample of the same chunk while declaring latency 0."""
-
-    def step(self, chunk):
-        y = chunk.copy()
-        y[..., :-1] += chunk[..., 1:]
-        return y
-
-
-class ChunkDependent(MovingAverage):
-    """Forgets state between chunks: offline != chunked."""
-
-    def step(self, chunk):
-        out = super().step(chunk)
-        self.hist[:] = 0
-        return out
-
-
-@pytest.fixture
-def signal() -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((1, 2000)).astype(np.float32)
-
-
 class CentredAverage(StreamProcessor):
     """5-tap centred average: truly needs 2 samples of look-ahead."""
 
@@ -102,21 +42,21 @@ class CentredAverage(StreamProcessor):
         return y
 
 
-def test_good_processors_pass(signal):
-    assert_offline_equals_chunked(MovingAverage, signal, atol=1e-6)
-    assert_causal(MovingAverage, signal, cut=1000)
-    assert_offline_equals_chunked(lambda: Delay(64), signal, atol=0)
-    assert_causal(lambda: Delay(64), signal, cut=1000)
+def test_good_processors_pass(signal, toy):
+    assert_offline_equals_chunked(toy.MovingAverage, signal, atol=1e-6)
+    assert_causal(toy.MovingAverage, signal, cut=1000)
+    assert_offline_equals_chunked(lambda: toy.Delay(64), signal, atol=0)
+    assert_causal(lambda: toy.Delay(64), signal, cut=1000)
 
 
-def test_harness_catches_chunk_dependence(signal):
+def test_harness_catches_chunk_dependence(signal, toy):
     with pytest.raises(AssertionError, match="max abs diff"):
-        assert_offline_equals_chunked(ChunkDependent, signal, atol=1e-6)
+        assert_offline_equals_chunked(toy.ChunkDependent, signal, atol=1e-6)
 
 
-def test_harness_catches_lookahead(signal):
+def test_harness_catches_lookahead(signal, toy):
     with pytest.raises(AssertionError, match="depends on future input"):
-        assert_causal(Lookahead, signal, cut=1000)
+        assert_causal(toy.Lookahead, signal, cut=1000)
 
 
 def test_harness_checks_declared_latency(signal):
