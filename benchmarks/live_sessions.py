@@ -1,6 +1,6 @@
 """Live sessions: end-to-end audio latency and RTF for 1, 4 and 8 concurrent sessions.
 
-Starts ``python -m livesense.streaming.server`` in a subprocess (fake video reasoner), then runs
+Starts ``python -m livesense serve`` in a subprocess (fake video reasoner), then runs
 N real-time clients in this process, each sending 10 ms audio packets paced by the clock plus a
 1 fps JPEG frame. Latency = the client sends an input packet -> the binaural samples for it are
 received. Prints ONE JSON line.

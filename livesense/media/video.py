@@ -1,6 +1,6 @@
 """Video decoding to RGB frames with pts in seconds, optional fps sampling and downscaling.
 
-Damaged input follows the policy of :mod:`livesense.audio.io`: every decodable frame is
+Damaged input follows the policy of :mod:`livesense.media.container`: every decodable frame is
 yielded, undecodable packets are skipped, the reader's ``truncated`` flag is set and one warning
 logged; :class:`~livesense.errors.MediaError` only when nothing at all could be decoded.
 """

@@ -159,7 +159,7 @@ def test_healthz_and_static_files(server: ServerThread) -> None:
     assert status == 200 and ctype.startswith("text/html") and b"<html" in body.lower()
     status, _, ctype = http(server, "/app.js")
     assert status == 200 and ctype.startswith("text/javascript")
-    for bad in ("/nope.js", "/../streaming/server.py", "/%2e%2e/cli.py", "/.hidden"):
+    for bad in ("/nope.js", "/../server/app.py", "/%2e%2e/cli/__init__.py", "/.hidden"):
         assert http(server, bad)[0] == 404
 
 
