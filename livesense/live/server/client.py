@@ -3,8 +3,8 @@
 :class:`LiveClient` is the low-level async client (connect + ``start``, send audio packets,
 JPEG frames, poses, questions, ``stop``; it collects the binaural audio, text events and
 stats that come back). :func:`stream_file` replays a recorded file through it at real-time
-pace (or as fast as possible) and saves ``binaural.wav``, ``transcript.jsonl`` and
-``stats.json``.
+pace (or as fast as possible) and keeps what came back on every exit (``results.py``:
+``binaural.wav``, ``transcript.jsonl``, ``stats.json`` with the close code and reason).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -38,10 +37,9 @@ from livesense.live.server.protocol import (
     pose_to_json,
     unpack_frame,
 )
-from livesense.media.audio import iter_audio_chunks
+from livesense.live.server.results import ClientResult, end_error, save_result
+from livesense.media.audio import AudioReader, iter_audio_chunks
 from livesense.media.video import has_video, iter_video_frames
-from livesense.media.wav import write_wav
-from livesense.stats import LatencySummary
 from livesense.streaming.frames import Question
 
 __all__ = [
@@ -56,20 +54,6 @@ __all__ = [
 
 class ClientError(LivesenseError):
     """Connection refused, auth rejected, session rejected or ended abnormally."""
-
-
-@dataclass
-class ClientResult:
-    """What came back from a session."""
-
-    audio: np.ndarray  # (2, n) float32 binaural, in input order
-    events: list[dict[str, Any]]  # note / answer / error events, in arrival order
-    stats: dict[str, Any] | None  # the last stats message
-    ready: dict[str, Any]
-    done: dict[str, Any] | None
-    latencies_ms: list[float]  # per output frame: send of its last input sample -> receipt
-    samples_sent: int = 0
-    close_code: int | None = None
 
 
 class LiveClient:
@@ -94,6 +78,8 @@ class LiveClient:
         self._reader: asyncio.Task | None = None
         self._done_evt = asyncio.Event()
         self.close_code: int | None = None
+        self.close_reason = ""
+        self.error: str | None = None  # a server message the client could not use
         self.on_event: Any = None  # optional callback(dict) for text events
 
     async def __aenter__(self) -> LiveClient:
@@ -115,18 +101,25 @@ class LiveClient:
                     403: "origin rejected"}.get(status, f"HTTP {status}")  # fmt: skip
             raise ClientError(f"{_safe(self.url)}: {what}") from None
         except (OSError, asyncio.TimeoutError, WebSocketException) as e:
-            msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            raise ClientError(f"cannot connect to {_safe(self.url)}: {msg}") from None
-        await self.ws.send(json.dumps(self.start.to_json()))
+            why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise ClientError(f"cannot connect to {_safe(self.url)}: {why}") from None
+        msg: dict[str, Any] = {}
         try:
+            await self.ws.send(json.dumps(self.start.to_json()))
             first = await asyncio.wait_for(self.ws.recv(), open_timeout)
-        except Exception as e:
-            code = getattr(getattr(e, "rcvd", None), "code", None)
-            reason = getattr(getattr(e, "rcvd", None), "reason", "")
-            raise ClientError(f"session rejected (close {code}): {reason or e}") from None
-        msg = json.loads(first) if isinstance(first, str) else {}
-        if msg.get("type") != "ready":
-            raise ClientError(f"session rejected: {msg.get('code')}: {msg.get('message')}")
+            msg = json.loads(first) if isinstance(first, str) else {}
+            while msg.get("type") == "error":  # a rejected start: error(s), then the close
+                self.events.append(msg)
+                nxt = await asyncio.wait_for(self.ws.recv(), open_timeout)
+                msg = json.loads(nxt) if isinstance(nxt, str) else {}
+        except ConnectionClosed:
+            await self._closed()
+        except asyncio.TimeoutError:
+            self.error = f"no 'ready' from {_safe(self.url)} within {open_timeout} s"
+        except ValueError:
+            self.error = f"{_safe(self.url)}: the server's first message is not JSON"
+        if self.close_code is not None or msg.get("type") != "ready":
+            raise ClientError(self.result().error or "session rejected")
         self.ready = msg
         self._reader = asyncio.create_task(self._read())
         return msg
@@ -181,22 +174,40 @@ class LiveClient:
         except asyncio.TimeoutError:
             raise ClientError(f"no 'done' from the server within {timeout} s") from None
         if self.done is None:
-            raise ClientError(f"session ended without 'done' (close code {self.close_code})")
+            raise ClientError(self.result().error or "session ended without 'done'")
 
     async def close(self) -> None:
+        """Close the websocket (the reader then ends with the close code known)."""
+        if self.ws is not None:
+            await self.ws.close()
         if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 10.0)
             self._reader.cancel()
             with contextlib.suppress(BaseException):
                 await self._reader
-        if self.ws is not None:
-            await self.ws.close()
+
+    async def wait_closed(self, timeout: float = 10.0) -> None:
+        """Until the server's messages end (the close code is then known)."""
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._done_evt.wait(), timeout)
 
     def result(self) -> ClientResult:
+        """What arrived so far (``error`` says why the session did not end with ``done``)."""
         audio = np.concatenate(self._out, axis=1) if self._out else np.zeros((2, 0), np.float32)
-        return ClientResult(
-            audio, list(self.events), self.stats, self.ready, self.done,
-            list(self.latencies_ms), self.samples_sent, self.close_code,
+        res = ClientResult(
+            audio, list(self.events), self.stats, self.ready, self.done, list(self.latencies_ms),
+            self.samples_sent, self.close_code, self.close_reason,
         )  # fmt: skip
+        res.error = end_error(res, self.error)
+        return res
+
+    async def _closed(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.ws.wait_closed(), 5.0)  # the close code is known then
+        self.close_code = self.ws.close_code  # 1006 when no close frame came
+        self.close_reason = self.ws.close_reason or ""
 
     async def _read(self) -> None:
         try:
@@ -216,10 +227,14 @@ class LiveClient:
                         self.on_event(ev)
         except ConnectionClosed:
             pass
+        except (ValueError, LivesenseError) as e:  # a broken server: keep what came before
+            self.error = f"bad message from the server: {e}"
+            await self.ws.close(1002, "bad message")
         finally:
-            rcvd = getattr(self.ws.protocol, "close_rcvd", None)
-            self.close_code = rcvd.code if rcvd is not None else None
-            self._done_evt.set()
+            try:
+                await self._closed()
+            finally:
+                self._done_evt.set()
 
     def _on_audio(self, msg: bytes) -> None:
         now = time.perf_counter()
@@ -290,86 +305,124 @@ def _video_jpegs(path: str, opts: ClientOptions) -> Iterator[tuple[float, bytes]
 
 
 async def stream_file(
-    path: str | os.PathLike, url: str, opts: ClientOptions, token: str | None = None
+    path: str | os.PathLike,
+    url: str,
+    opts: ClientOptions,
+    token: str | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> ClientResult:
-    """Replay ``path`` (audio + optional video) through a session; return what came back."""
+    """Replay ``path`` (audio + optional video) through a session; return what came back.
+
+    Once the websocket is open the session's result is returned whatever the end (``error``
+    says why it was not ``done``) and, with ``out``, saved there on every exit, even when
+    cancelled. ``stop()`` is polled between packets: true -> ``stop`` is sent early, the rest
+    of what was sent is rendered, ``interrupted`` is set. ClientError only when no websocket
+    opened (refused, 401/403); MediaError for an unreadable file.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MediaError(f"{path}: no such file")
     reader = iter_audio_chunks(path, 48000, 480)  # MediaError for unreadable / no audio
     video = opts.video and has_video(path)
-    orbit = (
-        None
-        if opts.orbit_s is None
-        else OrbitTrajectory.around(opts.speaker, opts.listener, opts.orbit_s)
-    )
     start = StartConfig(
         format=opts.format, video=video, speaker=opts.speaker, listener=opts.listener,
         renderer=opts.renderer, reasoning=opts.reasoning or video,
     )  # fmt: skip
     client = LiveClient(url, start, token)
+    interrupted = sent_all = False
+    res: ClientResult | None = None
     try:
-        await client.connect()
-        t0 = time.perf_counter()
-
-        async def pace(t: float) -> None:
-            if not opts.fast:
-                delay = t0 + t - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-
-        async def send_video() -> None:
-            it = _video_jpegs(path, opts)
-            while True:
-                item = await asyncio.to_thread(next, it, None)
-                if item is None:
-                    return
-                await pace(item[0])
-                await client.send_jpeg(item[1], item[0])
-
-        async def send_questions() -> None:
-            for q in opts.questions:
-                await pace(q.pts)
-                await client.ask(q.text, q.id)
-
-        tasks = [asyncio.create_task(send_questions())]
-        if video:
-            tasks.append(asyncio.create_task(send_video()))
-        next_pose = 0.0
-        with reader:
-            for chunk in reader:
-                t = chunk.pts / 48000
-                if orbit is not None and t >= next_pose:
-                    await client.pose(speaker=orbit.pose(t), pts=chunk.pts)
-                    next_pose += 1.0 / opts.pose_rate
-                await pace(t)
-                await client.send_audio(chunk.data[0])
-                if opts.fast:
-                    await asyncio.sleep(0)
-        for task in tasks:
-            await task
-        await client.stop(opts.done_timeout)
-        return client.result()
+        try:
+            with reader:
+                await client.connect()
+                interrupted = not await _send(client, path, reader, video, opts, stop)
+            sent_all = not interrupted
+            await client.stop(opts.done_timeout)
+        except ClientError as e:
+            if client.ws is None:
+                raise  # nothing opened, nothing came back
+            client.error = client.error or str(e)
+        except ConnectionClosed:
+            pass  # the server closed or the connection dropped: the reader knows why
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True  # cancelled (a second Ctrl-C): saved in the finally
+            raise
+        await client.wait_closed(5.0)
+        res = _result(client, interrupted, sent_all)
+        if out is not None:
+            save_result(res, out)
+        return res
     finally:
+        if res is None and client.ws is not None and out is not None:
+            save_result(_result(client, interrupted, sent_all), out)  # cancelled: keep it
         await client.close()
 
 
-def save_result(res: ClientResult, out_dir: str | os.PathLike) -> None:
-    """Write ``binaural.wav``, ``transcript.jsonl`` and ``stats.json`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_wav(out / "binaural.wav", res.audio, 48000)
-    with open(out / "transcript.jsonl", "w", encoding="utf-8") as f:
-        for ev in res.events:
-            f.write(json.dumps(ev) + "\n")
-    lat = LatencySummary.of(res.latencies_ms)
-    summary = {
-        "samples_sent": res.samples_sent,
-        "samples_received": int(res.audio.shape[1]),
-        "latency_ms": None if lat is None else lat.to_json(),
-        "session": res.ready.get("session"),
-        "renderer": res.ready.get("renderer"),
-        "server": res.stats,
-        "done": res.done,
-    }
-    (out / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
+def _result(client: LiveClient, interrupted: bool, sent_all: bool) -> ClientResult:
+    res = client.result()
+    res.interrupted, res.sent_all = interrupted, sent_all
+    return res
+
+
+async def _send(
+    client: LiveClient,
+    path: str,
+    reader: AudioReader,
+    video: bool,
+    opts: ClientOptions,
+    stop: Callable[[], bool] | None,
+) -> bool:
+    """Send the file paced in real time (or fast); False when ``stop()`` cut it short.
+    ConnectionClosed when the session ends first."""
+    orbit = (
+        None
+        if opts.orbit_s is None
+        else OrbitTrajectory.around(opts.speaker, opts.listener, opts.orbit_s)
+    )
+    t0 = time.perf_counter()
+
+    async def pace(t: float) -> None:
+        if not opts.fast:
+            delay = t0 + t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def send_video() -> None:
+        it = _video_jpegs(path, opts)
+        while True:
+            item = await asyncio.to_thread(next, it, None)
+            if item is None:
+                return
+            await pace(item[0])
+            await client.send_jpeg(item[1], item[0])
+
+    async def send_questions() -> None:
+        for q in opts.questions:
+            await pace(q.pts)
+            await client.ask(q.text, q.id)
+
+    tasks = [asyncio.create_task(send_questions())]
+    if video:
+        tasks.append(asyncio.create_task(send_video()))
+    try:
+        next_pose = 0.0
+        for chunk in reader:
+            if stop is not None and stop():
+                return False
+            t = chunk.pts / 48000
+            if orbit is not None and t >= next_pose:
+                await client.pose(speaker=orbit.pose(t), pts=chunk.pts)
+                next_pose += 1.0 / opts.pose_rate
+            await pace(t)
+            await client.send_audio(chunk.data[0])
+            if opts.fast:
+                await asyncio.sleep(0)
+        for task in tasks:
+            await task
+        return True
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,55 @@ def test_rejected_session_is_a_client_error(client_server: ServerThread) -> None
 
     with pytest.raises(ClientError, match="unsupported"):
         asyncio.run(run())
+
+
+def test_rejected_start_is_returned_and_saved(
+    client_server: ServerThread, make_clip, tmp_path: Path
+) -> None:
+    """A bad ``start`` (error event + 1008): the result says why and stats.json keeps it."""
+    clip = make_clip("a.wav", seconds=0.2, video=False)
+    opts = ClientOptions(fast=True, renderer="nope")
+    res = asyncio.run(stream_file(clip, client_server.url, opts, out=tmp_path / "out"))
+    assert res.close_code == 1008 and not res.ended_normally and res.ready == {}
+    assert [e["code"] for e in res.errors] == ["bad_message"]
+    assert res.error is not None and res.error.startswith("session rejected by the server")
+    assert "close 1008" in res.error and "renderer must be one of" in res.error
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["close"]["code"] == 1008 and stats["error"] == res.error
+    assert stats["errors"] == res.errors and stats["samples_received"] == 0
+    with wave.open(str(tmp_path / "out" / "binaural.wav")) as w:  # written, empty
+        assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (2, 48000, 0)
+
+
+def test_cancelled_stream_still_saves_what_arrived(
+    client_server: ServerThread, make_clip, tmp_path: Path
+) -> None:
+    """Cancelled mid-stream (a second Ctrl-C): CancelledError, and the output is on disk."""
+    clip = make_clip("a.wav", seconds=3.0, video=False)
+    out = tmp_path / "out"
+
+    async def run() -> None:
+        task = asyncio.create_task(stream_file(clip, client_server.url, ClientOptions(), out=out))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run())
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["interrupted"] is True and stats["ended_normally"] is False
+    y = read_audio(out / "binaural.wav", 48000, channels=2)
+    assert 0.2 * 48000 < y.shape[1] == stats["samples_received"] <= stats["samples_sent"]
+
+
+def test_token_argument_overrides_the_url_token(client_server: ServerThread) -> None:
+    bad = client_server.url.replace(f"token={TOKEN}", "token=nope")
+
+    async def run(url: str, token: str | None) -> str:
+        async with LiveClient(url, StartConfig(), token) as c:
+            return c.ready["type"]
+
+    assert asyncio.run(run(client_server.url, None)) == "ready"  # the URL's ?token=
+    assert asyncio.run(run(bad, TOKEN)) == "ready"
+    with pytest.raises(ClientError, match="authentication rejected"):
+        asyncio.run(run(client_server.url, "nope"))
