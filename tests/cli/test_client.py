@@ -287,3 +287,22 @@ def test_ctrl_c_sends_stop_saves_and_exits_130(
     assert stats["close"]["code"] == 1000 and stats["done"] is not None
     assert 0.3 * 48000 < stats["samples_sent"] < 2 * 48000
     assert y.shape[1] == stats["samples_received"] == stats["samples_sent"]  # stop drained all
+
+
+def test_real_server_drain_is_a_normal_end(make_clip, tmp_path: Path, capsys) -> None:
+    """``LiveServer.drain()`` (SIGTERM on ``serve``) mid-stream: done + 1001 -> exit 0."""
+    clip = make_clip("a.wav", seconds=2.0, video=False)
+    out = tmp_path / "out"
+    with ServerThread(ServerConfig(port=0, token=TOKEN, renderer="dsp"), Engines()) as st:
+        drain = lambda: asyncio.run_coroutine_threadsafe(st.server.drain(), st.loop)  # noqa: E731
+        timer = threading.Timer(0.4, drain)
+        timer.start()
+        rc = main(["client", str(clip), "--url", st.url, "--out", str(out)])
+        timer.join()
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "close 1001: server shutting down" in err
+    y, _, stats = saved(out)
+    assert stats["ended_normally"] is True and stats["sent_all"] is False
+    assert stats["close"] == {"code": 1001, "reason": "server shutting down"}
+    assert 0 < y.shape[1] == stats["done"]["samples_out"] <= stats["samples_sent"] < 2 * 48000
