@@ -181,9 +181,13 @@ class Pose:
     def __post_init__(self) -> None:
         pos = finite_tuple(self.position, 3, "pose position (x, y, z)")
         q = finite_tuple(self.orientation, 4, "pose orientation (qx, qy, qz, qw)")
-        norm = math.sqrt(sum(v * v for v in q))
+        norm = math.hypot(*q)  # no overflow of the squares (components up to ~1e307)
         if norm < 1e-8:
             raise ConfigError(f"pose orientation quaternion has zero norm: {q}")
+        if math.isinf(norm):  # larger still: scale down first
+            big = max(abs(v) for v in q)
+            q = tuple(v / big for v in q)
+            norm = math.hypot(*q)
         object.__setattr__(self, "position", pos)
         object.__setattr__(self, "orientation", tuple(v / norm for v in q))
 

@@ -237,15 +237,20 @@ class PoseSchedule:
     def at(self, samples: np.ndarray, t: np.ndarray) -> PoseArray:
         """Poses at absolute input samples (T,) (compared with the schedule) and times t (T,)
         in seconds (passed to the trajectories)."""
-        first = self._trajs[0].at(t)
-        if len(self._trajs) == 1:
-            return first
-        pos, quat = np.array(first.positions), np.array(first.orientations)
-        for start, traj in zip(self._starts[1:], self._trajs[1:], strict=True):
+        if len(self._trajs) == 1 or samples.size == 0:
+            return self._trajs[0].at(t)
+        # Only the entry in force at the first sample and those starting within the block
+        # matter: O(log n + entries in the block), however many lie ahead.
+        lo = bisect.bisect_right(self._starts, float(samples.min())) - 1
+        hi = bisect.bisect_right(self._starts, float(samples.max()))
+        base = self._trajs[lo].at(t)
+        if hi - lo == 1:
+            return base
+        pos, quat = np.array(base.positions), np.array(base.orientations)
+        for start, traj in zip(self._starts[lo + 1 : hi], self._trajs[lo + 1 : hi], strict=True):
             m = samples >= start
-            if np.any(m):
-                sub = traj.at(t[m])
-                pos[m], quat[m] = sub.positions, sub.orientations
+            sub = traj.at(t[m])
+            pos[m], quat[m] = sub.positions, sub.orientations
         return PoseArray(pos, quat)
 
     def prune(self, next_sample: float) -> None:

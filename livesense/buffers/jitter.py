@@ -256,6 +256,32 @@ class JitterBuffer:
                 self._clean = 0
             return self._concealment()
 
+    def pop_ready(self, reorder: int) -> np.ndarray | None:
+        """Pull-mode playout for a consumer with no clock (a server rendering what arrived):
+        the next packet if it is here; a concealment packet (counted ``lost``) if it is
+        missing and at least ``reorder`` newer packets arrived (``reorder=0``: at once, to drain
+        at the end of a stream); otherwise None (wait: a late packet may still fill the gap).
+        Nothing is ever ``inserted``; there is no pre-roll."""
+        with self._lock:
+            if self._count == 0:
+                return None
+            self._started = True
+            slot = self._next % self.window
+            if self._present[slot]:
+                out = self._data[slot].copy()  # (C, P)
+                self._present[slot] = False
+                self._count -= 1
+                self._played += 1
+                self._advance()
+                self._last[:] = out
+                self._last_real = True
+                return out
+            if self._hi - self._next < reorder:
+                return None
+            self._lost += 1
+            self._advance()
+            return self._concealment()
+
     # -- internals (lock held) ----------------------------------------------------------------
 
     def _depth(self) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from livesense.live.server.protocol import PATH
 DESCRIPTION = """\
 Serve live sessions on ws://HOST:PORT/v1/session and the browser client on http://HOST:PORT/. \
 Without --token a random token is generated and printed. One copy of each model serves every \
-session; rendering runs on audio worker threads, the video reasoner on a thread pool."""
+session; rendering runs on audio worker threads, the video reasoner on a thread pool. SIGTERM or Ctrl-C stops accepting and lets every session finish (its audio rendered and sent, then "done", close code 1001) before exiting 0 (SIGTERM) or 130 (Ctrl-C); a second signal stops at once."""
 
 _DEFAULT = ServerConfig()
 
@@ -35,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--port", type=int, default=d.port, help=f"TCP port (default {d.port}; 0 = any)")
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument("--token", help="access token clients must send as ?token=")
+    auth.add_argument(
+        "--token", help='access token clients send as ?token= or as "token" in "start"'
+    )
     auth.add_argument("--no-auth", action="store_true", help="accept clients without a token")
     p.add_argument(
         "--max-sessions",
@@ -125,7 +128,7 @@ def build_engines(args: argparse.Namespace, cfg: ServerConfig) -> Engines:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C."""
+    """Serve until SIGTERM or Ctrl-C; then drain (see DESCRIPTION)."""
     cfg = config_from_args(args)
     engines = build_engines(args, cfg)
     torch.set_num_threads(1)  # sessions run on several audio workers: no oversubscription
@@ -144,13 +147,32 @@ def run(args: argparse.Namespace) -> int:
         q = f"?token={cfg.token}" if cfg.token else ""
         print(f"livesense: serving live sessions on ws://{host}:{server.port}{PATH}{q}")
         print(f"livesense: browser client at http://{host}:{server.port}/{q}", flush=True)
+        loop = asyncio.get_running_loop()
+        signals: list[int] = []
+        first, second = asyncio.Event(), asyncio.Event()
+
+        def on_signal(sig: int) -> None:
+            signals.append(sig)
+            (first if len(signals) == 1 else second).set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
-            await asyncio.Future()
+            await first.wait()
+            n = len(server.sessions)
+            print(
+                f"livesense: stopping; finishing {n} session(s) (signal again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            drain = asyncio.create_task(server.drain())
+            hard = asyncio.create_task(second.wait())
+            await asyncio.wait({drain, hard}, return_when=asyncio.FIRST_COMPLETED)
+            drain.cancel()
+            hard.cancel()
         finally:
             await server.close()
+        print("livesense: stopped", file=sys.stderr)
+        return 130 if signals[0] == signal.SIGINT else 0
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-    return 0
+    return asyncio.run(serve())

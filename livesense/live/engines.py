@@ -21,7 +21,7 @@ import numpy as np
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
 from livesense.audio.geometry import Pose
 from livesense.audio.hrtf import load_hrirs
-from livesense.errors import ConfigError
+from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural import (
     FallbackRenderer,
     NeuralBinauralRenderer,
@@ -188,6 +188,10 @@ class ReasonerHandle(Protocol):
     def evaluations(self) -> int:
         """Notes and answers the model wrote so far."""
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the reasoner stopped on its own (a worker failed) before ``close``."""
+
     def submit_frame(self, frame: VideoFrame) -> bool: ...
 
     def ask(self, question: Question) -> None: ...
@@ -205,6 +209,7 @@ class ReasonerEngine(Protocol):
 
 class _NullHandle:
     evaluations = 0
+    stopped = False
 
     def __init__(self, on_event: EventCallback):
         self._on_event = on_event
@@ -238,6 +243,7 @@ class _FakeHandle:
         self._delay = delay
         self.frames = 0
         self.evaluations = 0
+        self.stopped = False
         self._last_pts = 0.0
         self._lock = threading.Lock()
 
@@ -297,11 +303,21 @@ class _VideoReasonerHandle:
         s: ReasonerStats = self._r.stats()
         return s.notes_emitted + s.answers
 
+    @property
+    def stopped(self) -> bool:
+        return self._r.stopped
+
     def submit_frame(self, frame: VideoFrame) -> bool:
+        self._check()
         return bool(self._r.submit_frame(frame))
 
     def ask(self, question: Question) -> None:
+        self._check()
         self._r.ask(question)
+
+    def _check(self) -> None:
+        if self._r.stopped:
+            raise LivesenseError("the video reasoner stopped (a worker failed; see the log)")
 
     def close(self) -> None:
         try:

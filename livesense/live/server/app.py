@@ -5,9 +5,17 @@ and the reasoner on a shared video pool; the engines (one renderer engine per mo
 reasoner) are built by the caller and passed in. Each accepted connection becomes a
 :class:`~livesense.live.server.session.LiveSession`; protocol in docs/protocol.md.
 
-HTTP on the same port: ``/`` serves the browser client (``livesense/live/server/web/``),
-``/healthz`` reports the session count, and ``/v1/session`` upgrades to a websocket after the
-token (``?token=``, constant-time compare; HTTP 401) and the Origin allowlist (HTTP 403) pass.
+HTTP on the same port (GET and HEAD only; 405 otherwise): ``/`` serves the browser client
+(``livesense/live/server/web/``), ``/healthz`` reports the session count, and ``/v1/session``
+upgrades to a websocket after the Origin allowlist (HTTP 403) and the token pass: ``?token=``
+in the URL (a wrong one is HTTP 401) or, without one, ``"token"`` in the ``start`` message
+(an ``unauthorized`` error + 1008). Every comparison is constant-time.
+
+A connection takes a session slot only once its ``start`` is valid; until then it counts as
+unstarted (at most ``max_unstarted_per_ip`` per address, ``max_unstarted`` in all). Messages
+are never compressed (no permessage-deflate: nothing to inflate, no decompression bombs).
+:meth:`LiveServer.drain` (SIGTERM/SIGINT in ``livesense serve``) stops accepting and lets
+every session finish with ``done`` before closing it with 1001.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -31,18 +40,24 @@ from websockets.http11 import Request, Response
 
 from livesense.live.engines import Engines
 from livesense.live.server.config import ServerConfig
+from livesense.live.server.events import (
+    CLOSE_ERROR,
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    ErrorEvent,
+    to_wire,
+)
 from livesense.live.server.protocol import (
     PATH,
     PROTOCOL_VERSION,
     ErrorCode,
-    ErrorEvent,
     ProtocolError,
     StartConfig,
     parse_json,
     parse_start,
-    to_wire,
 )
-from livesense.live.server.session import CLOSE_ERROR, CLOSE_POLICY, CLOSE_TRY_AGAIN, LiveSession
+from livesense.live.server.session import LiveSession
 from livesense.live.server.workers import AudioWorkers
 
 __all__ = ["LiveServer", "ServerThread"]
@@ -60,6 +75,10 @@ class LiveServer:
         self.video_pool: ThreadPoolExecutor | None = None
         self.sessions: dict[str, LiveSession] = {}
         self._slots = 0
+        self._unstarted: dict[str, int] = {}  # address -> connections that have not started
+        self._waiting: set[ServerConnection] = set()  # those connections
+        self.draining = False
+        self._background: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self.port = config.port
         self.started = time.monotonic()
@@ -77,9 +96,31 @@ class LiveServer:
             process_request=self._process_request,
             max_size=self.config.max_message_bytes,
             max_queue=32,
+            compression=None,
+            close_timeout=self.config.close_timeout_s,
             server_header=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop accepting; let every session render what it received and end with ``done``
+        and close code 1001 (up to ``timeout`` s, ``drain_timeout_s`` by default)."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close(close_connections=False)  # stop listening only
+        for ws in list(self._waiting):
+            self.loop_task(ws.close(CLOSE_GOING_AWAY, "server shutting down"))
+        for session in list(self.sessions.values()):
+            session.drain()
+        end = time.monotonic() + (self.config.drain_timeout_s if timeout is None else timeout)
+        while (self.sessions or self._waiting) and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+
+    def loop_task(self, coro: Any) -> None:
+        """Run ``coro`` in the background (its errors are ignored)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         """Stop accepting, close every session, stop the workers."""
@@ -108,16 +149,19 @@ class LiveServer:
         return out | set(self.config.allow_origins)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.method not in ("GET", "HEAD"):
+            return _response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
         url = urlsplit(request.path)
         if url.path == PATH:
             origin = request.headers.get("Origin")
             if origin is not None and origin not in self.allowed_origins():
                 return _response(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed\n")
-            if self.config.token is not None:
-                token = parse_qs(url.query).get("token", [""])[0]
-                if not hmac.compare_digest(token.encode(), self.config.token.encode()):
-                    return _response(HTTPStatus.UNAUTHORIZED, "missing or invalid token\n")
-            return None
+            if self.draining:
+                return _response(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down\n")
+            token = parse_qs(url.query, keep_blank_values=True).get("token")
+            if token is not None and not self._token_ok(token[0]):
+                return _response(HTTPStatus.UNAUTHORIZED, "missing or invalid token\n")
+            return None  # without ?token=, ``start`` must carry it
         if url.path == "/healthz":
             body = {"ok": True, "sessions": len(self.sessions), "max_sessions":
                     self.config.max_sessions, "protocol": PROTOCOL_VERSION}  # fmt: skip
@@ -135,34 +179,70 @@ class LiveServer:
             ctype = "text/javascript"
         return _response(HTTPStatus.OK, (root / name).read_bytes(), ctype)
 
+    def _token_ok(self, token: object) -> bool:
+        if self.config.token is None:
+            return True
+        if not isinstance(token, str):
+            return False
+        try:
+            return hmac.compare_digest(token.encode(), self.config.token.encode())
+        except UnicodeEncodeError:  # a lone surrogate
+            return False
+
     # -- websocket ----------------------------------------------------------------------------
 
-    async def _handler(self, ws: ServerConnection) -> None:
+    def _full(self) -> str | None:
         if self._slots >= self.config.max_sessions:
-            await ws.close(
-                CLOSE_TRY_AGAIN, f"server full: {self.config.max_sessions} sessions; try later"
-            )
+            return f"server full: {self.config.max_sessions} sessions; try later"
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        cfg = self.config
+        if (full := self._full()) is not None:
+            await ws.close(CLOSE_TRY_AGAIN, full)
             return
-        self._slots += 1  # reserved before any await, so concurrent handshakes cannot overbook
-        session: LiveSession | None = None
+        addr = str(ws.remote_address[0]) if ws.remote_address else "?"
+        if self._unstarted.get(addr, 0) >= cfg.max_unstarted_per_ip or (
+            len(self._waiting) >= cfg.max_unstarted
+        ):
+            await ws.close(CLOSE_POLICY, "too many connections waiting to start; send start")
+            return
+        self._unstarted[addr] = self._unstarted.get(addr, 0) + 1
+        self._waiting.add(ws)
         try:
-            cfg = await self._read_start(ws)
-            if cfg is None:
-                return
-            session = LiveSession(self, ws, cfg)
+            start = await self._read_start(ws)
+        finally:
+            self._waiting.discard(ws)
+            self._unstarted[addr] -= 1
+            if not self._unstarted[addr]:
+                del self._unstarted[addr]
+        if start is None:
+            return
+        if (full := self._full()) is not None:  # the slots went while this one was starting
+            await _reject(ws, ErrorCode.RATE_LIMITED, full, CLOSE_TRY_AGAIN)
+            return
+        self._slots += 1  # no await since the check: concurrent starts cannot overbook
+        session: LiveSession | None = None
+        end: tuple[int, str] | None = None
+        try:
+            session = LiveSession(self, ws, start)
             self.sessions[session.id] = session
-            await session.run()
+            if self.draining:
+                session.drain()
+            end = await session.run()
         except ConnectionClosed:
             pass
         except Exception:
             log.exception("session failed")
-            with contextlib.suppress(Exception):
-                await ws.close(CLOSE_ERROR, "internal error")
+            end = (CLOSE_ERROR, "internal error")
         finally:
             if session is not None:
                 session.release()
                 self.sessions.pop(session.id, None)
-            self._slots -= 1
+            self._slots -= 1  # free before waiting for the client's close frame
+        if end is not None:
+            with contextlib.suppress(Exception):
+                await ws.close(*end)
 
     async def _read_start(self, ws: ServerConnection) -> StartConfig | None:
         try:
@@ -170,12 +250,23 @@ class LiveServer:
         except asyncio.TimeoutError:
             await _reject(ws, ErrorCode.START_TIMEOUT, "no start message")
             return None
+        except ConnectionClosed:
+            return None
         try:
             if not isinstance(msg, str):
                 raise ProtocolError(
                     ErrorCode.NOT_STARTED, 'the first message must be the JSON "start" message'
                 )
-            return parse_start(parse_json(msg, self.config.max_text_bytes), self.config.renderer)
+            parsed = parse_json(msg, self.config.max_text_bytes)
+            if self.config.token is not None and ws.request is not None:
+                in_url = "token" in parse_qs(
+                    urlsplit(ws.request.path).query, keep_blank_values=True
+                )
+                if not in_url and not self._token_ok(parsed.get("token")):
+                    raise ProtocolError(
+                        ErrorCode.UNAUTHORIZED, 'missing or invalid token (in the URL or "start")'
+                    )
+            return parse_start(parsed, self.config.renderer)
         except ProtocolError as e:
             await _reject(ws, e.code, str(e))
             return None
@@ -190,16 +281,27 @@ def _response(status: HTTPStatus, body: str | bytes, ctype: str = "text/plain") 
             ("Content-Type", ctype),
             ("Content-Length", str(len(data))),
             ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),  # the page URL may hold the token
+            ("Content-Security-Policy", _CSP),
             ("Connection", "close"),
         ]
     )
     return Response(status.value, status.phrase, headers, data)
 
 
-async def _reject(ws: ServerConnection, code: ErrorCode, message: str) -> None:
+_CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+async def _reject(
+    ws: ServerConnection, code: ErrorCode, message: str, close: int = CLOSE_POLICY
+) -> None:
     with contextlib.suppress(ConnectionClosed):
         await ws.send(to_wire(ErrorEvent(code, message)))
-        await ws.close(CLOSE_POLICY, message[:120])
+        await ws.close(close, message[:120])
 
 
 # --------------------------------------------------------------------------- test/bench helper

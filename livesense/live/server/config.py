@@ -28,6 +28,10 @@ class SessionLimits:
     ask_rate: float = 1.0  # ... then this many per second
     miss_window: int = 50  # packets over which deadline misses are counted
     miss_degrade: int = 10  # misses within the window that make a neural session degrade
+    reorder_packets: int = 4  # a missing packet is concealed once this many newer ones arrived
+    pose_burst: int = 100  # pose messages allowed at once ...
+    pose_rate: float = 250.0  # ... then this many per second (head trackers send 60-250)
+    pose_horizon_s: float = 10.0  # how far ahead of the audio received a pose.pts may be
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class ServerConfig:
     stats_interval_s: float = 1.0
     finish_timeout_s: float = 10.0  # reasoner finishing after ``stop``
     max_errors: int = 200  # error events before a session is closed with 1008
+    max_unstarted_per_ip: int = 4  # connections from one address that have not sent ``start``
+    max_unstarted: int = 64  # ... and from all addresses together
+    close_timeout_s: float = 2.0  # waiting for the client's close frame (the slot is free)
+    drain_timeout_s: float = 10.0  # SIGTERM: how long sessions get to finish before closing
+    stall_timeout_s: float = 10.0  # an output backlog that does not move for this long is lost
     audio_threads: int = 2
     video_threads: int = 4
     limits: SessionLimits = field(default_factory=SessionLimits)

@@ -5,7 +5,7 @@ seq:u32, pts:i64`` followed by the payload. JSON text messages carry control (``
 ``pose``, ``ask``, ``stop``) and events (``ready``, ``note``, ``answer``, ``stats``, ``error``,
 ``done``). Everything a client sends is validated here; violations raise
 :class:`ProtocolError` with a machine-readable ``code``. Everything the server sends is a
-dataclass here (:data:`Outbound`), turned into JSON in one place (:func:`to_wire`).
+dataclass in :mod:`~livesense.live.server.events`.
 """
 
 from __future__ import annotations
@@ -14,23 +14,20 @@ import enum
 import json
 import math
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose
 from livesense.errors import ConfigError, LivesenseError
-from livesense.stats import LatencySummary
-from livesense.streaming.frames import TextEvent
 
 # fmt: off
 __all__ = [
-    "AUDIO_FORMATS", "HEADER", "HEADER_SIZE", "PATH", "PROTOCOL_VERSION", "SAMPLE_RATES",
-    "AskMessage", "AudioStats", "BinaryFrame", "Done", "ErrorCode", "ErrorEvent", "Kind",
-    "Outbound", "PacketStats", "PoseMessage", "ProtocolError", "Ready", "StartConfig", "Stats",
-    "VideoStats", "decode_audio", "encode_audio", "pack_frame", "parse_control", "parse_json",
-    "parse_start", "pose_to_json", "to_wire", "unpack_frame",
+    "AUDIO_FORMATS", "HEADER", "HEADER_SIZE", "MAX_PTS", "PATH", "PROTOCOL_VERSION",
+    "SAMPLE_RATES", "AskMessage", "BinaryFrame", "ErrorCode", "Kind", "PoseMessage",
+    "ProtocolError", "StartConfig", "check_apart", "decode_audio", "encode_audio", "pack_frame",
+    "parse_control", "parse_json", "parse_start", "pose_to_json", "text_value", "unpack_frame",
 ]
 # fmt: on
 
@@ -43,6 +40,9 @@ AUDIO_FORMATS = ("s16le", "f32le")
 SAMPLE_RATES = (48000,)  # other rates are rejected (no server-side resampling)
 RENDERERS = ("neural", "dsp")
 MAX_TEXT_CHARS = 2000  # longest question
+MAX_PTS = 2**53  # larger sample indices are rejected (exact in float64: 5.9 years at 48 kHz)
+MAX_INT = 2**63  # integers beyond this are rejected before any float conversion
+MIN_DISTANCE_M = 0.05  # closer than this, the speaker is inside the listener's head
 
 
 class Kind(enum.IntEnum):
@@ -78,6 +78,7 @@ class ErrorCode(str, enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"
     TIME_LIMIT = "time_limit"
     CLIENT_NOT_READING = "client_not_reading"
+    UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
 
 
@@ -168,17 +169,57 @@ def parse_json(text: str | bytes, max_chars: int = 65536) -> dict[str, Any]:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"text message longer than {max_chars} bytes")
     try:
         msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # incl. integers over 4300 digits
         raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "message is nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, 'message must be a JSON object with a "type"')
     return msg
 
 
 def _number(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} must be a finite number, got {v!r}")
+    # Integers are range-checked before float(), which raises OverflowError past ~1.8e308.
+    ok = isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool))
+    if not ok or (isinstance(v, int) and not -MAX_INT < v < MAX_INT) or not math.isfinite(v):
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"{what} must be a finite number, got {_short(v)}"
+        )
     return float(v)
+
+
+def _integer(v: Any, what: str, lo: int, hi: int) -> int:
+    """An integer (not a bool or a float) in [lo, hi)."""
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v < hi:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"{what} must be an integer in [{lo}, {hi}), got {_short(v)}"
+        )
+    return v
+
+
+def _short(v: Any) -> str:
+    """A value for an error message, at most ~60 characters (no 4000-digit integers)."""
+    r = (
+        repr(v)
+        if not isinstance(v, int) or abs(v) < 10**40
+        else f"an integer of {len(str(abs(v)))} digits"
+    )
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def text_value(v: Any, what: str, max_chars: int) -> str:
+    """A string that is valid Unicode (no lone surrogates) and at most ``max_chars`` long."""
+    if not isinstance(v, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} must be a string")
+    if len(v) > max_chars:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"{what} is over {max_chars} characters")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"{what} is not valid Unicode (a lone surrogate)"
+        ) from None
+    return v
 
 
 def parse_pose(obj: Any, what: str) -> Pose:
@@ -195,10 +236,21 @@ def parse_pose(obj: Any, what: str) -> Pose:
     o = tuple(_number(v, f"{what}.orientation") for v in q)
     if any(abs(v) > 1e4 for v in p):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what}.position is out of range (> 10 km)")
+    if any(abs(v) > 1e6 for v in o):
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"{what}.orientation components must be within +-1e6"
+        )
     try:
         return Pose(p, o)  # type: ignore[arg-type]
     except ConfigError as e:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what}: {e}") from None
+
+
+def check_apart(speaker: Pose, listener: Pose) -> None:
+    """Raise ProtocolError(bad_message) if the speaker is inside the listener's head."""
+    d = np.subtract(speaker.position, listener.position)
+    if float(np.sqrt(np.sum(d * d))) < MIN_DISTANCE_M:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "the speaker is inside the listener's head")
 
 
 def pose_to_json(pose: Pose) -> dict[str, list[float]]:
@@ -265,8 +317,12 @@ def parse_start(msg: dict[str, Any], default_renderer: str = "dsp") -> StartConf
             ErrorCode.UNSUPPORTED, f"audio.format must be one of {list(AUDIO_FORMATS)}, got {fmt!r}"
         )
     channels = audio.get("channels", 1)
-    if channels != 1 or isinstance(channels, bool):
-        raise ProtocolError(ErrorCode.UNSUPPORTED, f"audio.channels must be 1, got {channels!r}")
+    if isinstance(channels, bool) or not isinstance(channels, int):  # 1.0 is not an integer
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "audio.channels must be an integer")
+    if channels != 1:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED, f"audio.channels must be 1, got {_short(channels)}"
+        )
     renderer = msg.get("renderer", default_renderer)
     if renderer not in RENDERERS:
         raise ProtocolError(
@@ -274,9 +330,7 @@ def parse_start(msg: dict[str, Any], default_renderer: str = "dsp") -> StartConf
         )
     speaker = parse_pose(msg["speaker"], "speaker") if "speaker" in msg else DEFAULT_SPEAKER
     listener = parse_pose(msg["listener"], "listener") if "listener" in msg else DEFAULT_LISTENER
-    d = np.subtract(speaker.position, listener.position)
-    if float(np.sqrt(np.sum(d * d))) < 0.05:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "the speaker is inside the listener's head")
+    check_apart(speaker, listener)
     return StartConfig(
         sample_rate=rate,
         format=fmt,
@@ -313,146 +367,21 @@ def parse_control(msg: dict[str, Any]) -> PoseMessage | AskMessage | str:
         return "stop"
     if t == "pose":
         pts = msg.get("pts")
-        if pts is not None and (isinstance(pts, bool) or not isinstance(pts, int) or pts < 0):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "pose.pts must be a sample index >= 0")
+        if pts is not None:
+            pts = _integer(pts, "pose.pts (a sample index)", 0, MAX_PTS)
         sp = parse_pose(msg["speaker"], "speaker") if msg.get("speaker") is not None else None
         li = parse_pose(msg["listener"], "listener") if msg.get("listener") is not None else None
         if sp is None and li is None:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "pose needs a speaker and/or a listener")
         return PoseMessage(pts, sp, li)
     if t == "ask":
-        text, qid = msg.get("text"), msg.get("id", "")
-        if not isinstance(text, str) or not text.strip():
+        text = text_value(msg.get("text"), "ask.text", MAX_TEXT_CHARS)
+        if not text.strip():
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "ask.text must be a non-empty string")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ProtocolError(ErrorCode.TOO_LARGE, f"ask.text is over {MAX_TEXT_CHARS} chars")
-        if not isinstance(qid, str | int) or isinstance(qid, bool) or len(str(qid)) > 200:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "ask.id must be a short string")
-        return AskMessage(text.strip(), str(qid))
+        qid = msg.get("id", "")
+        if isinstance(qid, int) and not isinstance(qid, bool):
+            qid = str(_integer(qid, "ask.id", -MAX_INT, MAX_INT))
+        return AskMessage(text.strip(), text_value(qid, "ask.id", 200))
     if t == "start":
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "the session has already started")
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {t!r}")
-
-
-# --------------------------------------------------------------------------- outbound messages
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    """An ``error`` event: bad input, a degradation, a limit reached (the session goes on
-    unless a close follows)."""
-
-    code: ErrorCode
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code.value, "message": self.message}
-
-
-@dataclass(frozen=True)
-class Ready:
-    """The answer to a valid ``start``."""
-
-    session: str
-    chunk_samples: int
-    latency_ms: float  # the renderer's algorithmic latency
-    sample_rate: int
-    format: str
-    renderer: str
-    reasoner: str | None
-    protocol: int = PROTOCOL_VERSION
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "ready", **asdict(self)}
-
-
-@dataclass(frozen=True)
-class PacketStats:
-    """The jitter buffer's counters of audio packets."""
-
-    received: int
-    lost: int
-    late: int
-    duplicates: int
-    resyncs: int
-
-
-@dataclass(frozen=True)
-class AudioStats:
-    """One session's audio path: renderer, sample counts, latency, deadline misses."""
-
-    renderer: str
-    degraded: bool
-    samples_in: int
-    samples_out: int
-    latency_ms: LatencySummary | None  # packet arrival -> its binaural frame sent
-    rtf: float | None
-    deadline_misses: int
-    backlog_ms: float
-    packets: PacketStats
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["latency_ms"] = None if self.latency_ms is None else self.latency_ms.to_json(3)
-        return d
-
-
-@dataclass(frozen=True)
-class VideoStats:
-    """One session's video path: frames in, processed, dropped; reasoner evaluations."""
-
-    frames_received: int
-    frames_processed: int
-    frames_dropped: int
-    frames_late: int
-    bad_frames: int
-    evaluations: int
-
-
-@dataclass(frozen=True)
-class Stats:
-    """The periodic (and final) ``stats`` event; the headline figures are repeated at the top."""
-
-    session: str
-    elapsed_s: float
-    out_backlog_ms: float
-    errors: int
-    audio: AudioStats
-    video: VideoStats | None
-
-    def to_json(self) -> dict[str, Any]:
-        a, v = self.audio, self.video
-        return {
-            "type": "stats",
-            "session": self.session,
-            "elapsed_s": self.elapsed_s,
-            "latency_ms": a.to_json()["latency_ms"],
-            "rtf": a.rtf,
-            "renderer": a.renderer,
-            "degraded": a.degraded,
-            "frames_dropped": v.frames_dropped if v else 0,
-            "evaluations": v.evaluations if v else 0,
-            "out_backlog_ms": self.out_backlog_ms,
-            "errors": self.errors,
-            "audio": a.to_json(),
-            "video": asdict(v) if v else None,
-        }
-
-
-@dataclass(frozen=True)
-class Done:
-    """The last message of a session that ended with ``stop``."""
-
-    samples_in: int
-    samples_out: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "done", "samples_in": self.samples_in, "samples_out": self.samples_out}
-
-
-Outbound = Ready | ErrorEvent | Stats | Done | TextEvent  # notes and answers are TextEvents
-
-
-def to_wire(msg: Outbound) -> str:
-    """An outbound message as the JSON text sent on the socket."""
-    return json.dumps(msg.to_json())

@@ -1,9 +1,15 @@
 """One live session: a connection after a valid ``start``, wired to its audio and video paths.
 
 Per connection: a receive loop (validates, feeds the paths), a sender task (drains one
-outgoing queue of binary frames and :data:`~livesense.live.server.protocol.Outbound`
+outgoing queue of binary frames and :data:`~livesense.live.server.events.Outbound`
 messages), a stats task. Worker threads hand their output to the event loop through
 :meth:`LiveSession.emit`.
+
+A session ends in one of three ways, each with its close code (docs/protocol.md): the client's
+``stop`` or the server's :meth:`LiveSession.drain` (everything received is rendered and sent,
+then ``stats`` + ``done``; 1000 / 1001), a rule or limit broken (an ``error`` event, 1008), or a
+server-side failure (an ``internal`` error event, 1011). :meth:`LiveSession.run` returns the
+code and reason; the server frees the slot before it waits for the client's close frame.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -24,35 +31,40 @@ from websockets.exceptions import ConnectionClosed
 from livesense.live.engines import Engines, ReasonerHandle
 from livesense.live.server.audio_path import AudioPath
 from livesense.live.server.config import ServerConfig
+from livesense.live.server.events import (
+    CLOSE_ERROR,
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    Done,
+    ErrorEvent,
+    Outbound,
+    Ready,
+    Stats,
+    VideoStats,
+    to_wire,
+)
 from livesense.live.server.protocol import (
     AskMessage,
-    Done,
     ErrorCode,
-    ErrorEvent,
     Kind,
-    Outbound,
     PoseMessage,
     ProtocolError,
-    Ready,
     StartConfig,
-    Stats,
     decode_audio,
     parse_control,
     parse_json,
-    to_wire,
     unpack_frame,
 )
+from livesense.live.server.ratelimit import TokenBucket
 from livesense.live.server.video_path import VideoPath
 from livesense.live.server.workers import AudioWorkers
 from livesense.streaming.frames import Question
 
-__all__ = ["CLOSE_ERROR", "CLOSE_POLICY", "CLOSE_TRY_AGAIN", "LiveSession", "new_session_id"]
+__all__ = ["LiveSession", "new_session_id"]
 
 log = logging.getLogger(__name__)
 
-CLOSE_TRY_AGAIN = 1013
-CLOSE_POLICY = 1008
-CLOSE_ERROR = 1011
 _session_ids = itertools.count(1)
 
 
@@ -95,10 +107,13 @@ class LiveSession:
         self._resume = asyncio.Event()
         self._audio_done = asyncio.Event()
         self._errors = 0
-        self._ask_tokens = float(self.limits.ask_burst)
-        self._ask_t = time.monotonic()
+        self._asks_allowed = TokenBucket(self.limits.ask_burst, self.limits.ask_rate)
+        self._poses_allowed = TokenBucket(self.limits.pose_burst, self.limits.pose_rate)
         self._video_off_told = False
+        self._video_ignored = 0  # frames received while video is disabled
         self._asks = 0
+        self._receiving: asyncio.Task[None] | None = None
+        self._interrupt: _Closing | None = None  # why the receive loop was cancelled
         self.audio: AudioPath | None = None
         self.video: VideoPath | None = None
         self.handle: ReasonerHandle | None = None
@@ -144,7 +159,9 @@ class LiveSession:
 
     # main ---------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self) -> tuple[int, str]:
+        """Serve the session until it ends; return the close code and reason (the caller
+        closes the socket once it freed the slot)."""
         srv, cfg = self.server, self.cfg
         warnings: list[ErrorEvent] = []
         engine = srv.engines.renderer(cfg.renderer)
@@ -164,6 +181,7 @@ class LiveSession:
             lambda: self._threadsafe(self._resume.set),
         )  # fmt: skip
         self.audio.on_finished = lambda: self._threadsafe(self._audio_done.set)
+        self.audio.on_failed = lambda: self._threadsafe(self._failed)
         reasoner = srv.engines.reasoner
         if cfg.video or cfg.reasoning:
             self.handle = await self.loop.run_in_executor(None, reasoner.open_session, self.emit)
@@ -183,25 +201,66 @@ class LiveSession:
             self.emit(w)
         sender = asyncio.create_task(self._sender())
         stats = asyncio.create_task(self._stats_loop())
-        close_code, reason = 1000, "done"
+        end = _Closing(CLOSE_NORMAL, "done")
         try:
             try:
-                await self._receive()
+                self._receiving = asyncio.create_task(self._receive())
+                if self._interrupt is not None:  # stopped while the session was being set up
+                    self._receiving.cancel()
+                try:
+                    await self._receiving
+                except asyncio.CancelledError:
+                    if self._interrupt is None:  # the server itself is being cancelled
+                        raise
+                    end = self._interrupt
+                    if end.code not in (CLOSE_NORMAL, CLOSE_GOING_AWAY):
+                        raise end from None
                 await self._finish()
             except _Closing as c:
-                close_code, reason = c.code, c.reason
+                end = c
             self._out.put_nowait(None)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(sender), 10.0)
-            await self.ws.close(close_code, reason)
+            await self._flush(sender)
+            return end.code, end.reason
         finally:
             stats.cancel()
             sender.cancel()
+
+    def stop(self, code: int, reason: str) -> None:
+        """End the session from the event loop: ``CLOSE_NORMAL``/``CLOSE_GOING_AWAY`` finish
+        it (render what was received, ``done``), any other code closes it at once."""
+        if self._interrupt is not None:
+            return
+        self._interrupt = _Closing(code, reason)
+        if self._receiving is not None and not self._receiving.done():
+            self._receiving.cancel()
+
+    def drain(self) -> None:
+        """The server shuts down: finish like ``stop`` (``done``), then close with 1001."""
+        self.stop(CLOSE_GOING_AWAY, "server shutting down")
+
+    def _failed(self) -> None:  # the audio path failed (its error event is already queued)
+        self.stop(CLOSE_ERROR, "audio renderer failed")
+
+    async def _flush(self, sender: asyncio.Task[None]) -> None:
+        """Wait for the sender to send everything queued, as long as it makes progress."""
+        cfg = self.server.config
+        last, still = self._out.qsize(), 0.0
+        while not sender.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), 0.5)
+            size = self._out.qsize()
+            still = still + 0.5 if size >= last else 0.0
+            last = size
+            if still >= cfg.stall_timeout_s:
+                log.warning("session %s: output stalled; %d messages not sent", self.id, size)
+                return
 
     async def _receive(self) -> None:
         cfg = self.server.config
         deadline = self.t0 + cfg.max_session_s
         while True:
+            if self._interrupt is not None:  # 3.11's wait_for can swallow a cancellation
+                raise asyncio.CancelledError
             left = deadline - time.monotonic()
             if left <= 0:
                 self._tell(ErrorCode.TIME_LIMIT, f"session time limit of {cfg.max_session_s} s")
@@ -223,6 +282,9 @@ class LiveSession:
                     await self._on_binary(msg)
             except ProtocolError as e:
                 self._tell(e.code, str(e))
+            except Exception:  # a bug in validation: the client still only gets an error
+                log.exception("session %s: unexpected error handling a message", self.id)
+                self._tell(ErrorCode.BAD_MESSAGE, "the server could not handle this message")
             if self._errors >= cfg.max_errors:
                 raise _Closing(CLOSE_POLICY, "too many protocol errors")
 
@@ -235,16 +297,13 @@ class LiveSession:
         if msg == "stop":
             return True
         if isinstance(msg, PoseMessage):
+            if not self._poses_allowed.take():
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many pose updates; dropped")
             self.audio.push_pose(msg)
             self.server.audio_workers.schedule(self.audio)
         elif isinstance(msg, AskMessage):
-            now = time.monotonic()
-            rate, burst = self.limits.ask_rate, self.limits.ask_burst
-            self._ask_tokens = min(burst, self._ask_tokens + (now - self._ask_t) * rate)
-            self._ask_t = now
-            if self._ask_tokens < 1.0:
+            if not self._asks_allowed.take():
                 raise ProtocolError(ErrorCode.RATE_LIMITED, "too many questions; slow down")
-            self._ask_tokens -= 1.0
             if self.video is None:
                 raise ProtocolError(
                     ErrorCode.REASONING_DISABLED, "reasoning and video are disabled in this session"
@@ -265,6 +324,7 @@ class LiveSession:
             await self._backpressure()
         elif f.kind == Kind.VIDEO_IN:
             if self.video is None or not self.cfg.video:
+                self._video_ignored += 1
                 if not self._video_off_told:
                     self._video_off_told = True
                     raise ProtocolError(
@@ -286,6 +346,8 @@ class LiveSession:
         self._resume.clear()
         a.paused = True
         while a.pending() > self.limits.max_pending // 2 and not a.closed:
+            if self._interrupt is not None:
+                raise asyncio.CancelledError
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._resume.wait(), 0.5)
             self._resume.clear()
@@ -300,6 +362,8 @@ class LiveSession:
         while not a.finished.is_set():  # the worker sets it; poll cheaply, never block the loop
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._audio_done.wait(), 0.05)
+        if a.failed is not None:  # its ``internal`` error event is queued
+            raise _Closing(CLOSE_ERROR, "audio renderer failed")
         if self.video is not None:
             self.video.stop()
             h, self.handle = self.handle, None
@@ -340,8 +404,19 @@ class LiveSession:
             out_backlog_ms=round(1000.0 * self._out_samples / self.cfg.sample_rate, 1),
             errors=self._errors,
             audio=self.audio.stats(),
-            video=self.video.stats() if self.video is not None else None,
+            video=self._video_stats(),
         )
+
+    def _video_stats(self) -> VideoStats | None:
+        n = self._video_ignored  # frames that came while video is disabled: dropped, counted
+        if self.video is not None:
+            v = self.video.stats()
+            if not n:
+                return v
+            return replace(
+                v, frames_received=v.frames_received + n, frames_dropped=v.frames_dropped + n
+            )
+        return VideoStats(n, 0, n, 0, 0, 0) if n else None
 
     def release(self) -> None:
         """Free everything now (normal end or a vanished client)."""

@@ -3,7 +3,9 @@
 Frames wait in a small :class:`FrameRing` (the oldest dropped and counted) and are decoded and
 handed to the session's :class:`~livesense.live.engines.ReasonerHandle` on the shared video
 thread pool, at most one job per session at a time, so a slow reasoner only drops its own
-session's frames.
+session's frames. A reasoner that raises stops video reasoning for the session (one
+``reasoner_failed`` error event says so; later frames are dropped, later questions get an
+error); the session's audio goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from livesense.buffers import FrameRing
 from livesense.live.engines import ReasonerHandle
 from livesense.live.server.audio_path import Emit
 from livesense.live.server.config import SessionLimits
-from livesense.live.server.protocol import ErrorCode, ErrorEvent, ProtocolError, VideoStats
+from livesense.live.server.events import ErrorEvent, VideoStats
+from livesense.live.server.protocol import ErrorCode, ProtocolError
 from livesense.streaming.frames import Question, VideoFrame
 
 __all__ = ["VideoPath"]
@@ -46,6 +49,8 @@ class VideoPath:
         self._lock = threading.Lock()
         self._in_flight = False
         self.closed = False
+        self.failed = False  # the reasoner raised: video reasoning stopped in this session
+        self._dropped_after_failure = 0
         self.frames_received = 0
         self.frames_processed = 0
         self.bad_frames = 0
@@ -61,6 +66,9 @@ class VideoPath:
         if not jpeg:
             raise ProtocolError(ErrorCode.BAD_SIZE, "empty video frame")
         self.frames_received += 1
+        if self.failed:
+            self._dropped_after_failure += 1
+            return
         if not self.ring.push(jpeg, pts_us / 1e6):
             raise ProtocolError(
                 ErrorCode.OUT_OF_ORDER, f"video frame pts {pts_us} us goes backwards; dropped"
@@ -91,30 +99,47 @@ class VideoPath:
             try:
                 self.handle.submit_frame(VideoFrame(img, pts, self._index))
             except Exception as e:
-                log.exception("reasoner failed")
-                self._emit(ErrorEvent(ErrorCode.REASONER_FAILED, f"video reasoner: {e}"))
+                self._fail(e)
+                continue
             self._index += 1
             self.frames_processed += 1
 
     def ask(self, q: Question) -> None:
+        """Queue a question; raises ProtocolError(reasoner_failed) once reasoning stopped."""
+        if self.failed:
+            raise ProtocolError(
+                ErrorCode.REASONER_FAILED, "video reasoning stopped in this session"
+            )
         self._pool.submit(self._ask, q)
 
     def _ask(self, q: Question) -> None:
         try:
             self.handle.ask(q)
         except Exception as e:
-            self._emit(ErrorEvent(ErrorCode.REASONER_FAILED, f"video reasoner: {e}"))
+            self._fail(e)
+
+    def _fail(self, exc: Exception) -> None:
+        """The reasoner raised: say so once and stop video reasoning for this session."""
+        log.exception("session video reasoner failed")
+        with self._lock:
+            told, self.failed, self.closed = self.failed, True, True
+            self.ring.clear()
+        if not told:
+            msg = f"video reasoning stopped: {exc}; audio goes on"
+            self._emit(ErrorEvent(ErrorCode.REASONER_FAILED, msg))
 
     def stop(self) -> None:
         with self._lock:
             self.closed = True
 
     def stats(self) -> VideoStats:
+        if self.handle.stopped and not self.failed:  # a worker died between two frames
+            self._fail(RuntimeError("the video reasoner stopped"))
         rs = self.ring.stats()
         return VideoStats(
             frames_received=self.frames_received,
             frames_processed=self.frames_processed,
-            frames_dropped=rs.dropped + rs.skipped,
+            frames_dropped=rs.dropped + rs.skipped + self._dropped_after_failure,
             frames_late=rs.late,
             bad_frames=self.bad_frames,
             evaluations=int(self.handle.evaluations),

@@ -2,39 +2,44 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
+from wsclient import (
+    TOKEN,
+    DeafClient,
+    audio_frame,
+    finish,
+    http,
+    is_type,
+    jpeg,
+    open_session,
+    recv_until,
+    server_thread,
+)
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
-from livesense.audio.geometry import Pose
-from livesense.live.engines import Engines, FakeReasoner, NeuralEngine
+from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose
+from livesense.live.engines import DspEngine, Engines, FakeReasoner, NeuralEngine
 from livesense.live.server.app import ServerThread
 from livesense.live.server.config import ServerConfig, SessionLimits
 from livesense.live.server.protocol import (
     Kind,
     StartConfig,
-    decode_audio,
-    encode_audio,
     pack_frame,
     unpack_frame,
 )
 from livesense.models.binaural import random_model
 
-TOKEN = "secret-token"
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 
 
@@ -43,109 +48,6 @@ def server() -> Iterator[ServerThread]:
     engines = Engines(reasoner=FakeReasoner(every=1))
     with ServerThread(ServerConfig(port=0, token=TOKEN), engines) as st:
         yield st
-
-
-def _server(**kw: Any) -> ServerThread:
-    reasoner = kw.pop("reasoner", FakeReasoner(every=1))
-    renderers = kw.pop("renderers", None)
-    return ServerThread(ServerConfig(port=0, token=TOKEN, **kw), Engines(renderers, reasoner))
-
-
-def open_session(
-    st: ServerThread, start: StartConfig | None = None, **kw: Any
-) -> tuple[ClientConnection, dict]:
-    ws = connect(st.url, **kw)
-    ws.send(json.dumps((start or StartConfig()).to_json()))
-    ready = json.loads(ws.recv(timeout=10))
-    assert ready["type"] == "ready", ready
-    return ws, ready
-
-
-def recv_until(
-    ws: ClientConnection, pred: Callable[[Any], bool], timeout: float = 10.0
-) -> list[Any]:
-    """Messages (dicts for JSON, bytes for binary) up to and including the first matching."""
-    out: list[Any] = []
-    end = time.monotonic() + timeout
-    while True:
-        m = ws.recv(timeout=max(0.01, end - time.monotonic()))
-        m = json.loads(m) if isinstance(m, str) else m
-        out.append(m)
-        if pred(m):
-            return out
-
-
-def is_type(t: str) -> Callable[[Any], bool]:
-    return lambda m: isinstance(m, dict) and m.get("type") == t
-
-
-def audio_frame(seq: int, x: np.ndarray, fmt: str = "s16le", pts: int = 0) -> bytes:
-    return pack_frame(Kind.AUDIO_IN, seq, pts, encode_audio(x[None], fmt))
-
-
-def jpeg(colour: tuple[int, int, int] = (200, 10, 10), size: tuple[int, int] = (32, 24)) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def finish(ws: ClientConnection, earlier: list | None = None) -> tuple[np.ndarray, list[dict]]:
-    """Send stop; return the binaural audio (``earlier`` messages included) and the JSON events
-    up to ``done``; check the close code 1000."""
-    ws.send(json.dumps({"type": "stop"}))
-    msgs = (earlier or []) + recv_until(ws, is_type("done"), 20)
-    frames = [unpack_frame(m) for m in msgs if isinstance(m, bytes)]
-    audio = [decode_audio(f.payload, "s16le", 2) for f in frames]
-    with pytest.raises(ConnectionClosed) as e:
-        ws.recv(timeout=5)
-    assert e.value.rcvd is not None and e.value.rcvd.code == 1000
-    y = np.concatenate(audio, axis=1) if audio else np.zeros((2, 0), np.float32)
-    return y, [m for m in msgs if isinstance(m, dict)]
-
-
-class DeafClient:
-    """A raw websocket client that never reads (tiny receive window)."""
-
-    def __init__(self, st: ServerThread, fmt: str = "f32le"):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(5)
-        s.connect(("127.0.0.1", st.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET /v1/session?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self.sock = s
-        self.send(json.dumps(StartConfig(format=fmt).to_json()).encode(), opcode=1)
-
-    def send(self, payload: bytes, opcode: int = 2) -> None:
-        n = len(payload)
-        if n < 126:
-            head = bytes([0x80 | opcode, 0x80 | n])
-        elif n < 65536:
-            head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
-        else:
-            head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
-        self.sock.sendall(head + b"\0\0\0\0" + payload)  # zero mask key: payload as is
-
-
-def http(st: ServerThread, path: str, headers: dict | None = None) -> tuple[int, bytes, str]:
-    req = urllib.request.Request(st.http_url + path, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, r.read(), r.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers.get("Content-Type", "")
 
 
 # ----------------------------------------------------------------------------- HTTP side
@@ -163,12 +65,32 @@ def test_healthz_and_static_files(server: ServerThread) -> None:
         assert http(server, bad)[0] == 404
 
 
-@pytest.mark.parametrize("query", ["", "?token=", "?token=wrong", "?tok=secret-token"])
+@pytest.mark.parametrize("query", ["?token=", "?token=wrong", "?token=secret-tokenX"])
 def test_bad_token_is_http_401(server: ServerThread, query: str) -> None:
     url = f"ws://127.0.0.1:{server.port}/v1/session{query}"
     with pytest.raises(InvalidStatus) as e:
         connect(url)
     assert e.value.response.status_code == 401
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong", 12, "\ud800"])
+def test_without_a_url_token_start_must_carry_it(server: ServerThread, token: Any) -> None:
+    url = f"ws://127.0.0.1:{server.port}/v1/session?tok={TOKEN}"
+    with connect(url) as ws:
+        start = StartConfig().to_json()
+        if token is not None:
+            start["token"] = token
+        ws.send(json.dumps(start))
+        err = json.loads(ws.recv(timeout=5))
+        assert err["type"] == "error" and err["code"] == "unauthorized", err
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=5)
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1008
+    with connect(f"ws://127.0.0.1:{server.port}/v1/session") as ws:
+        ws.send(json.dumps({**StartConfig().to_json(), "token": TOKEN}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "ready"
+        ws.send(json.dumps({"type": "stop"}))
+        assert recv_until(ws, is_type("done"))[-1]["samples_in"] == 0
 
 
 def test_no_auth_accepts_without_token() -> None:
@@ -185,7 +107,7 @@ def test_origin_allowlist(server: ServerThread) -> None:
     assert e.value.response.status_code == 403
     ws, _ = open_session(server, origin=f"http://localhost:{server.port}")  # type: ignore[arg-type]
     ws.close()
-    with _server(allow_origins=("https://app.example",)) as st:
+    with server_thread(allow_origins=("https://app.example",)) as st:
         ws, _ = open_session(st, origin="https://app.example")  # type: ignore[arg-type]
         ws.close()
 
@@ -194,7 +116,7 @@ def test_origin_allowlist(server: ServerThread) -> None:
 
 
 def test_session_limit_closes_with_1013_and_a_vanished_client_frees_its_slot() -> None:
-    with _server(max_sessions=1) as st:
+    with server_thread(max_sessions=1) as st:
         ws1, _ = open_session(st)
         ws2 = connect(st.url)
         with pytest.raises(ConnectionClosed) as e:
@@ -232,7 +154,7 @@ def test_bad_start_gets_error_and_close(server: ServerThread, first: Any, code: 
 
 
 def test_start_and_idle_time_limits() -> None:
-    with _server(start_timeout_s=0.2, idle_timeout_s=0.3, max_session_s=60) as st:
+    with server_thread(start_timeout_s=0.2, idle_timeout_s=0.3, max_session_s=60) as st:
         ws = connect(st.url)
         assert json.loads(ws.recv(timeout=5))["code"] == "start_timeout"
         ws, _ = open_session(st)
@@ -244,7 +166,7 @@ def test_start_and_idle_time_limits() -> None:
 
 
 def test_time_limit_error_event() -> None:
-    with _server(max_session_s=0.3, idle_timeout_s=5) as st:
+    with server_thread(max_session_s=0.3, idle_timeout_s=5) as st:
         ws, _ = open_session(st)
         msgs = recv_until(ws, is_type("error"), 5)
         assert msgs[-1]["code"] == "time_limit"
@@ -255,7 +177,7 @@ def test_time_limit_error_event() -> None:
 
 def test_bad_input_gets_errors_and_the_session_survives() -> None:
     limits = SessionLimits(max_frame_bytes=2000)
-    with _server(limits=limits) as st:
+    with server_thread(limits=limits) as st:
         ws, _ = open_session(st, StartConfig(video=True, reasoning=True))
         x = (0.05 * np.random.default_rng(1).standard_normal(480 * 4)).astype(np.float32)
         ws.send(audio_frame(0, x[:480]))
@@ -304,7 +226,7 @@ def test_video_disabled_and_reasoning_disabled(server: ServerThread) -> None:
 
 
 def test_too_many_errors_closes_the_session() -> None:
-    with _server(max_errors=5) as st:
+    with server_thread(max_errors=5) as st:
         ws, _ = open_session(st)
         with pytest.raises(ConnectionClosed) as e:
             for _ in range(50):
@@ -329,12 +251,30 @@ def test_gap_in_sequence_is_concealed_and_reported(server: ServerThread) -> None
     ws, _ = open_session(server)
     x = np.full(480, 0.1, np.float32)
     ws.send(audio_frame(0, x))
-    ws.send(audio_frame(2, x, pts=960))  # seq 1 never arrives
+    for seq in range(2, 6):  # seq 1 never arrives: concealed once 4 newer packets are here
+        ws.send(audio_frame(seq, x, pts=480 * seq))
     seen = recv_until(ws, is_type("error"))
-    assert seen[-1]["code"] == "seq_gap"
+    assert seen[-1]["code"] == "seq_gap" and "1 audio packet(s) missing" in seen[-1]["message"]
+    ws.send(audio_frame(7, x, pts=480 * 7))  # seq 6 is missing at the end: concealed at stop
     y, events = finish(ws, seen)
-    assert y.shape == (2, 3 * 480)  # the missing packet is concealed in place
-    assert events[-1]["samples_in"] == 3 * 480
+    assert y.shape == (2, 8 * 480)  # the missing packets are concealed in place
+    assert [e["code"] for e in events if e["type"] == "error"] == ["seq_gap", "seq_gap"]
+    assert events[-1]["samples_in"] == 8 * 480
+    assert events[-2]["audio"]["packets"]["lost"] == 2
+
+
+def test_swapped_packets_within_the_reorder_window_are_all_played(server: ServerThread) -> None:
+    ws, _ = open_session(server)
+    rng = np.random.default_rng(0)
+    packets = [np.round(rng.uniform(-0.5, 0.5, 480) * 32768) / 32768 for _ in range(6)]
+    for seq in (0, 2, 1, 4, 5, 3):  # two swaps, one packet two places late
+        ws.send(audio_frame(seq, packets[seq], pts=480 * seq))
+    y, events = finish(ws)
+    assert not [e for e in events if e["type"] == "error"]
+    ref = DspEngine().create(DEFAULT_SPEAKER, DEFAULT_LISTENER, 48000)
+    want = ref.step(np.concatenate(packets)[None].astype(np.float32))
+    np.testing.assert_allclose(y, want, atol=1e-4)  # s16le output rounding
+    assert events[-2]["audio"]["packets"]["lost"] == 0
 
 
 def test_short_final_packet_and_pose_at_pts(server: ServerThread) -> None:
@@ -377,7 +317,7 @@ def test_neural_unavailable_falls_back_to_dsp(server: ServerThread) -> None:
 def test_slow_neural_renderer_degrades_to_dsp_without_losing_samples() -> None:
     """Misses degrade the session through its FallbackRenderer: crossfaded, nothing lost."""
     limits = SessionLimits(miss_window=20, miss_degrade=5)
-    with _server(renderers={"neural": _slow_neural_engine(0.05)}, limits=limits) as st:
+    with server_thread(renderers={"neural": _slow_neural_engine(0.05)}, limits=limits) as st:
         ws, ready = open_session(st, StartConfig(renderer="neural"))
         assert ready["renderer"] == "neural" and ready["latency_ms"] == 8.0  # tiny: 384 samples
         n = 480 * 60
@@ -433,7 +373,7 @@ def _audio_latencies(st: ServerThread, seconds: float, results: dict) -> None:
 
 def test_slow_reasoner_and_non_reading_client_do_not_stall_other_sessions() -> None:
     limits = SessionLimits(max_out_backlog_s=0.5)
-    with _server(reasoner=FakeReasoner(every=1, delay=0.3), limits=limits) as st:
+    with server_thread(reasoner=FakeReasoner(every=1, delay=0.3), limits=limits) as st:
         # A session whose reasoner takes 300 ms per frame, flooded with frames.
         slow, _ = open_session(st, StartConfig(video=True, reasoning=True))
         # A client that sends audio as fast as it can and never reads.
@@ -468,7 +408,7 @@ def test_slow_reasoner_and_non_reading_client_do_not_stall_other_sessions() -> N
 
 
 def test_stats_are_sent_periodically() -> None:
-    with _server(stats_interval_s=0.1) as st:
+    with server_thread(stats_interval_s=0.1) as st:
         ws, _ = open_session(st)
         ws.send(audio_frame(0, np.zeros(480, np.float32)))
         msgs = recv_until(ws, is_type("stats"), 5)

@@ -9,9 +9,9 @@ from livesense.audio.geometry import Pose
 from livesense.live.engines import DspEngine
 from livesense.live.server.audio_path import AudioPath
 from livesense.live.server.config import SessionLimits
+from livesense.live.server.events import ErrorEvent
 from livesense.live.server.protocol import (
     ErrorCode,
-    ErrorEvent,
     PoseMessage,
     StartConfig,
     decode_audio,
@@ -70,6 +70,12 @@ def test_gaps_and_duplicates_are_error_events() -> None:
     path.push_packet(0, x, 0.0)
     dup = path.push_packet(0, x, 0.0)
     assert dup == [ErrorEvent(ErrorCode.OUT_OF_ORDER, "audio packet seq 0 is late; dropped")]
-    gap = path.push_packet(2, x, 0.0)
+    assert path.push_packet(2, x, 0.0) == []  # seq 1 may still come (reorder window)
+    assert path.samples_in == 480
+    for seq in (3, 4):
+        assert path.push_packet(seq, x, 0.0) == []
+    gap = path.push_packet(5, x, 0.0)  # 4 newer packets: seq 1 is lost
     assert [e.code for e in gap] == [ErrorCode.SEQ_GAP]
-    assert path.samples_in == 3 * 480  # the missing packet is concealed in place
+    assert path.samples_in == 6 * 480  # the missing packet is concealed in place
+    late = path.push_packet(1, x, 0.0)
+    assert late == [ErrorEvent(ErrorCode.OUT_OF_ORDER, "audio packet seq 1 is late; dropped")]

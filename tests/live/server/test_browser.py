@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def browser(tmp_path: Path) -> Iterator[object]:
             b.close()
 
 
+def wait_js(page, expr: str, timeout: float = 10.0) -> None:
+    """Poll ``expr`` with page.evaluate (wait_for_function evals a string, which the page's
+    Content-Security-Policy forbids)."""
+    end = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({expr})"):
+        assert time.monotonic() < end, f"timed out waiting for {expr}"
+        time.sleep(0.05)
+
+
 def test_browser_streams_and_plays_back_binaural_audio(browser) -> None:
     cfg = ServerConfig(port=0, token="browser-tok", stats_interval_s=0.5)
     with ServerThread(cfg, Engines(reasoner=FakeReasoner(every=1))) as st:
@@ -66,25 +76,23 @@ def test_browser_streams_and_plays_back_binaural_audio(browser) -> None:
         page.goto(f"{st.http_url}/?token=browser-tok")
         page.fill("#fps", "4")
         page.click("#start")
-        page.wait_for_function(
-            "window.livesense.samplesPlayed > 24000 && window.livesense.notes >= 1",
-            timeout=20000,
-        )
+        wait_js(page, "window.livesense.samplesPlayed > 24000 && window.livesense.notes >= 1", 20)
         page.fill("#ask", "what colour is it?")
         page.click("#askform button")
-        page.wait_for_function("window.livesense.answers >= 1", timeout=10000)
+        wait_js(page, "window.livesense.answers >= 1")
         # Drag the speaker to the listener's right: the server receives a pose.
         box = page.locator("#room").bounding_box()
         page.mouse.move(box["x"] + 160, box["y"] + 60)
         page.mouse.down()
         page.mouse.move(box["x"] + 290, box["y"] + 160, steps=5)
         page.mouse.up()
-        page.wait_for_function("window.livesense.server && window.livesense.server.latency_ms")
+        wait_js(page, "window.livesense.server && window.livesense.server.latency_ms")
         page.click("#stop")
-        page.wait_for_function("window.livesense.state === 'done'", timeout=10000)
+        wait_js(page, "window.livesense.state === 'done'")
         s = page.evaluate("window.livesense")
         assert s["samplesPlayed"] > 24000 and s["samplesReceived"] > 24000, (s, logs)
         assert s["samplesReceived"] == s["samplesSent"], s  # everything sent came back
         assert s["eventsShown"] >= 2 and s["framesSent"] >= 2 and s["errors"] == 0, (s, logs)
         assert page.locator("#events li.note").count() >= 1
         assert not [m for m in logs if m.startswith("pageerror")], logs
+        assert not [m for m in logs if "Content Security Policy" in m], logs  # works under CSP
