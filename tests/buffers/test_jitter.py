@@ -308,3 +308,44 @@ def test_adaptive_any_network_never_invents_reorders_or_miscounts(data, d, clean
     assert s.resyncs == 0 and s.played == len(played)
     assert len(outs) - first == s.played + s.lost + s.inserted
     counts_consistent(jb)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    swaps=st.lists(st.integers(0, 39), max_size=10),
+    drops=st.sets(st.integers(0, 39), max_size=5),
+    reorder=st.integers(1, 6),
+    base=st.sampled_from([0, MOD - 7]),
+)
+def test_pull_mode_reorders_within_the_window_and_conceals_only_losses(
+    n, swaps, drops, reorder, base
+):
+    drops = {i for i in drops if i < n}
+    order = list(range(n))
+    for i in swaps:  # adjacent swaps: each packet at most a few places out of order
+        if i + 1 < n:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    jb = JitterBuffer(P, target_delay=1, min_delay=1, max_delay=1, window=64, adaptive=False)
+    out: list[int | None] = []
+    for i in order:
+        if i in drops:
+            continue
+        assert jb.push((base + i) % MOD, pkt(i)) in (Arrival.ACCEPTED, Arrival.LATE)
+        while (x := jb.pop_ready(reorder)) is not None:
+            out.append(ident(x))
+    while (x := jb.pop_ready(0)) is not None:  # end of stream: conceal what is missing
+        out.append(ident(x))
+    s = jb.stats()
+    played = [i for i in out if i is not None]
+    assert played == sorted(played)  # never out of order, nothing repeated
+    assert s.inserted == 0 and s.played + s.late == n - len(drops)
+    kept = [i for i in range(n) if i not in drops]
+    if kept:  # every slot from the first packet received to the last is played or concealed
+        first = next(i for i in order if i not in drops)
+        assert len(out) == max(kept) - first + 1
+    pos = {k: order.index(k) for k in range(n)}
+    in_window = all(pos[j] > pos[k] for k in range(n) for j in range(k + reorder, n))
+    if not drops and in_window and order[0] == 0:
+        assert played == list(range(n)) and s.lost == 0 and s.late == 0
+    counts_consistent(jb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livesense.audio.geometry import Pose
 from livesense.live.server.protocol import (
     HEADER_SIZE,
     AskMessage,
@@ -120,6 +122,12 @@ def test_start_roundtrip_and_defaults() -> None:
          ErrorCode.BAD_MESSAGE),
         ({"type": "start", "speaker": {"position": [0, 0, 0.01]}}, ErrorCode.BAD_MESSAGE),
         ({"type": "start", "listener": {"position": [True, 0, 0]}}, ErrorCode.BAD_MESSAGE),
+        ({"type": "start", "audio": {"channels": 1.0}}, ErrorCode.BAD_MESSAGE),
+        ({"type": "start", "audio": {"channels": 10**400}}, ErrorCode.UNSUPPORTED),
+        ({"type": "start", "speaker": {"position": [10**400, 0, 0]}}, ErrorCode.BAD_MESSAGE),
+        ({"type": "start", "speaker": {"position": [2**63, 0, 0]}}, ErrorCode.BAD_MESSAGE),
+        ({"type": "start", "speaker": {"position": [1, 0, 0], "orientation": [1e154, 0, 0, 1]}},
+         ErrorCode.BAD_MESSAGE),
     ],
 )  # fmt: skip
 def test_start_rejects(msg: dict, code: ErrorCode) -> None:
@@ -158,3 +166,59 @@ def test_parse_control() -> None:
         with pytest.raises(ProtocolError) as e:
             parse_control(msg)
         assert e.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("msg", "needle"),
+    [
+        ({"type": "pose", "pts": 2**1024, "speaker": {"position": [1, 0, 0]}}, "pose.pts"),
+        ({"type": "pose", "pts": 1.5, "speaker": {"position": [1, 0, 0]}}, "pose.pts"),
+        ({"type": "pose", "pts": True, "speaker": {"position": [1, 0, 0]}}, "pose.pts"),
+        ({"type": "pose", "speaker": {"position": [10**400, 0, 0]}}, "integer of 401 digits"),
+        ({"type": "ask", "text": "\ud800 hi"}, "lone surrogate"),
+        ({"type": "ask", "text": "hi", "id": "\udfff"}, "lone surrogate"),
+        ({"type": "ask", "text": "hi", "id": 10**30}, "ask.id"),
+        ({"type": "ask", "text": "hi", "id": [1]}, "ask.id"),
+    ],
+)
+def test_parse_control_rejects_before_any_overflow(msg: dict, needle: str) -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse_control(msg)
+    assert e.value.code == ErrorCode.BAD_MESSAGE and needle in str(e.value)
+    assert len(str(e.value)) < 200  # no 400-digit numbers echoed back
+
+
+def test_deeply_nested_json_is_bad_json() -> None:
+    for text in ("[" * 2000, '{"a":' * 5000 + "1" + "}" * 5000):
+        with pytest.raises(ProtocolError) as e:
+            parse_json(text, max_chars=10**6)
+        assert e.value.code == ErrorCode.BAD_JSON
+
+
+def test_huge_quaternions_normalise_instead_of_collapsing() -> None:
+    pose = Pose((1.0, 0.0, 0.0), (1e300, 0.0, 0.0, 1e300))
+    np.testing.assert_allclose(pose.orientation, (2**-0.5, 0.0, 0.0, 2**-0.5))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_keys = st.sampled_from(["type", "pts", "speaker", "listener", "text", "id", "audio", "position"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["pose", "ask", "stop", "start", "x"]),
+    fields=st.dictionaries(_keys, _json, max_size=4),
+    speaker=st.lists(_json, max_size=5),
+)
+def test_any_json_message_parses_or_is_a_protocol_error(kind, fields, speaker) -> None:
+    msg = {"type": kind, **fields, "speaker": {"position": speaker}}
+    msg["type"] = kind
+    for parse in (parse_control, parse_start):
+        with contextlib.suppress(ProtocolError):  # the only way a parser may fail
+            parse(msg)
