@@ -2,17 +2,24 @@
 
 Each command module has ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the chosen command's module is imported (``livesense info`` never loads torch), and every
-user mistake (missing file, bad option value, unreadable media) ends with a one-line
-``error: ...`` on stderr and exit status 2, never a traceback; Ctrl-C ends with 130.
+user mistake (missing file, bad option value, unreadable media, an unwritable output folder)
+ends with one ``error: ...`` line on stderr and exit status 2, never a traceback or a usage dump;
+Ctrl-C ends with 130. Library warnings (a truncated input file) are ``warning: ...`` lines;
+Python warnings of the libraries underneath (numpy, torch) are not shown unless asked for with
+``python -W`` / ``PYTHONWARNINGS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from livesense import __version__
 from livesense.errors import LivesenseError
@@ -73,6 +80,62 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error style: one ``error:`` line naming the option, exit 2, and
+    values that start with a minus sign (``--speaker-pose -1,0,0``) taken as values."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # argparse takes only "-5" / "-.5" for numbers; coordinates lists and exponents too
+        # (no livesense option starts with "-" + digit, so nothing is shadowed).
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+        self.help_prog = self.prog  # the command whose --help the error points to
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.help_prog} --help`)\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (libraries underneath add paragraphs of advice)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].strip()
+
+
+class _DedupeFilter(logging.Filter):
+    """Drops a second record about the same thing (``extra={"once": key}``): a truncated
+    file read by an audio and a video reader gets one warning, not two."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[object] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = getattr(record, "once", None)
+        if key is None:
+            return True
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _quiet_libraries() -> None:
+    """Library warnings as ``warning: ...`` lines on stderr; Python warnings of numpy/torch
+    hidden unless the user asked for them (``-W``, ``PYTHONWARNINGS``)."""
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+    if not logging.root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LevelFormatter())
+        handler.addFilter(_DedupeFilter())
+        logging.root.addHandler(handler)
+
+
 def load(command: str) -> ModuleType:
     """The module of ``command`` (imported on demand: only the chosen command's dependencies)."""
     return importlib.import_module(f"livesense.cli.{COMMANDS[command][0]}")
@@ -81,13 +144,15 @@ def load(command: str) -> ModuleType:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``livesense`` parser; ``command``'s sub-parser gets its full options (the others
     only their one-line help, enough for ``livesense --help``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="livesense",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"livesense {__version__}")
+    if command is not None:  # "unrecognized arguments" are reported by the top parser
+        parser.help_prog = f"livesense {command}"
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         if name != command:
@@ -118,10 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _quiet_libraries()
     try:
         return int(load(args.command).run(args))
     except LivesenseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk filled up, a folder vanished mid-run: not a bug to trace
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from livesense.audio.metrics import METRIC_KEYS
 from livesense.audio.plot import plot_comparison
+from livesense.cli.options import positive_float, positive_int
 from livesense.cli.progress import ProgressBar
 from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural import bundled_checkpoint
@@ -33,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="BinauralFlow checkpoint (default: the bundled small model)",
     )
     p.add_argument("--dsp-only", action="store_true", help="evaluate the DSP renderer only")
-    p.add_argument("--nfe", type=int, default=None, metavar="N", help="network evaluations")
+    p.add_argument(
+        "--nfe", type=positive_int, default=None, metavar="N", help="network evaluations"
+    )
     p.add_argument(
         "--temperature",
         type=float,
@@ -53,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.add_argument(
         "--max-seconds",
-        type=float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="score only the first S seconds of each sequence",
@@ -76,8 +79,11 @@ def format_table(res: EvalResult) -> Table:
 def run(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     if args.dsp_only:
-        if checkpoint is not None:
-            raise ConfigError("--dsp-only and --checkpoint exclude each other")
+        for flag, value in (("--checkpoint", checkpoint), ("--nfe", args.nfe)):
+            if value is not None:
+                raise ConfigError(f"--dsp-only and {flag} exclude each other")
+        if args.temperature is not None:
+            raise ConfigError("--dsp-only and --temperature exclude each other")
     elif checkpoint is None:
         checkpoint = bundled_checkpoint()
     with ProgressBar("eval-binaural", None, "items", not args.no_progress) as bar:

@@ -7,7 +7,9 @@ dataclasses), written once there; help texts show them.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
 from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose, source_direction
@@ -24,14 +26,22 @@ from livesense.models.binaural import NeuralBinauralRenderer, NfePolicy, load_mo
 from livesense.streaming.processor import StreamProcessor
 
 __all__ = [
+    "MAX_POSITION_M",
+    "SAMPLE_RATES",
     "add_neural_options",
     "add_pose_options",
     "build_renderer",
+    "float_in",
+    "int_in",
     "parse_pose",
     "positive_float",
     "positive_int",
+    "reject_unused",
     "warn_untrained",
 ]
+
+SAMPLE_RATES = (8000, 192000)  # --sample-rate bounds (Hz): telephone to studio rates
+MAX_POSITION_M = 1000.0  # pose coordinates beyond a kilometre are a typo, not a scene
 
 
 def positive_float(text: str) -> float:
@@ -41,7 +51,38 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+def float_in(low: float, high: float, unit: str = "") -> Callable[[str], float]:
+    """An argparse type: a number in (``low``, ``high``] (``unit`` shown in the error)."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text) if low >= 0 else float(text)
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be > {low:g} and at most {high:g}{unit}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+def int_in(low: int, high: int, unit: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in [``low``, ``high``] (``unit`` shown in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{unit}, got {text}")
+        return value
+
+    return parse
 
 
 def positive_int(text: str) -> int:
@@ -127,9 +168,44 @@ def parse_pose(text: str | None, option: str, default: Pose) -> Pose:
     if text is None:
         return default
     try:
-        return Pose.parse(text)
+        pose = Pose.parse(text)
     except ConfigError as exc:
         raise ConfigError(f"{option}: {exc}") from None
+    if max(abs(v) for v in pose.position) > MAX_POSITION_M:
+        raise ConfigError(
+            f"{option} {text}: coordinates are metres and must be within "
+            f"+-{MAX_POSITION_M:g} m of the origin"
+        )
+    return pose
+
+
+# option (its attribute) -> the renderers that use it; any other renderer rejects it
+_RENDERER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("neural",),
+    "random_weights": ("neural",),
+    "nfe": ("neural",),
+    "hrtf": ("dsp",),
+    "speaker_pose": ("dsp", "neural"),
+    "listener_pose": ("dsp", "neural"),
+    "orbit": ("dsp", "neural"),
+    "poses": ("dsp", "neural"),
+}
+
+
+def reject_unused(args: argparse.Namespace) -> None:
+    """A ConfigError for an option that ``--renderer`` would silently ignore."""
+    for name, users in _RENDERER_OPTIONS.items():
+        if getattr(args, name, None) in (None, False) or args.renderer in users:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "hrtf":
+            raise ConfigError(
+                f"--hrtf applies to --renderer dsp: the {args.renderer} renderer does not use "
+                "HRIRs (the neural model was trained with the bundled MIT KEMAR ones; add "
+                "--renderer dsp to use your own)"
+            )
+        which = " or ".join(f"--renderer {u}" for u in users)
+        raise ConfigError(f"{flag} applies to {which}, not --renderer {args.renderer}")
 
 
 def warn_untrained(args: argparse.Namespace) -> None:
@@ -147,7 +223,9 @@ def build_renderer(
 ) -> tuple[StreamProcessor, Trajectory | None, Trajectory | None]:
     """The audio processor ``--renderer`` names and the speaker/listener trajectories of the
     pose options. ``live``: a device that cannot wait, so the neural renderer lowers its
-    evaluations when a block renders too slowly (unless ``--nfe`` fixes them)."""
+    evaluations when a block renders too slowly (unless ``--nfe`` fixes them). Options that
+    the chosen renderer would ignore are errors."""
+    reject_unused(args)
     if args.renderer == "passthrough":
         return stft_roundtrip(StftConfig(sample_rate=sample_rate)), None, None
     speaker_pose = parse_pose(args.speaker_pose, "--speaker-pose", DEFAULT_SPEAKER)
@@ -166,11 +244,6 @@ def build_renderer(
         if source_direction(speaker_pose, listener_pose)[2] < 0.05:
             raise ConfigError("--speaker-pose puts the speaker inside the listener's head")
     if args.renderer == "neural":
-        if getattr(args, "hrtf", None):
-            raise ConfigError(
-                "--hrtf applies to --renderer dsp: the neural model was trained with the "
-                "bundled MIT KEMAR HRIRs (add --renderer dsp to use your own)"
-            )
         warn_untrained(args)
         model = load_model(args.checkpoint, args.random_weights)
         if model.config.sample_rate != sample_rate:

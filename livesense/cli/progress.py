@@ -12,21 +12,40 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 __all__ = ["ProgressBar"]
+
+
+class _Done(ProgressColumn):
+    """``3/10`` items or ``3.5/10.0 s``; just ``3`` / ``3.5 s`` while the total is unknown (a
+    live recording without a duration, a dataset not counted yet)."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        if self.unit == "items":
+            done = f"{int(task.completed)}" + ("" if task.total is None else f"/{int(task.total)}")
+        else:
+            total = "" if task.total is None else f"/{task.total:.1f}"
+            done = f"{task.completed:.1f}{total} s"
+        return Text(done, style="progress.download")
 
 
 class ProgressBar:
     """``with ProgressBar("replay", total=10.0, unit="s") as bar: bar.update(3.5)``.
 
-    ``unit``: ``"items"`` (``done/total``) or ``"s"`` (seconds of media); ``fields`` are extra
+    ``unit``: ``"items"`` (``done/total``) or ``"s"`` (seconds of media); ``total=None`` (not
+    known) draws a pulsing bar and a counter; ``fields`` are extra
     columns (``{"loss": "loss {:.4f}"}``) filled by ``update(..., loss=0.1)``. Disabled (or with
     stderr not a terminal, unless ``force``) it draws nothing and :meth:`log` prints plain lines.
     """
@@ -48,12 +67,11 @@ class ProgressBar:
         self._label, self._total = label, total
         if not self.enabled:
             return
-        done: ProgressColumn = (
-            MofNCompleteColumn()
-            if unit == "items"
-            else TextColumn("{task.completed:.1f}/{task.total:.1f} s")
-        )
-        columns: list[ProgressColumn] = [TextColumn("[bold]{task.description}"), BarColumn(), done]
+        columns: list[ProgressColumn] = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),  # pulses while the total is unknown
+            _Done(unit),
+        ]
         columns += [TextColumn(f"{{task.fields[{k}]}}") for k in self.fields]
         columns += [TimeRemainingColumn()] if eta else [TimeElapsedColumn()]
         self._progress = Progress(*columns, console=Console(stderr=True))

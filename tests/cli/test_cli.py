@@ -10,6 +10,7 @@ import pytest
 
 from livesense.audio.geometry import DEFAULT_SPEAKER
 from livesense.cli import COMMANDS, build_parser
+from livesense.errors import LivesenseError
 from livesense.live.mic import MicConfig
 from livesense.live.replay import ReplayConfig
 from livesense.live.server.client import ClientOptions
@@ -85,3 +86,97 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as e:
         main(["dance"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle", "help_of"),
+    [
+        (["replay"], "the following arguments are required: FILE", "livesense replay"),
+        (
+            ["replay", "f.mp4", "--chunk-ms", "x"],
+            "argument --chunk-ms: not a number",
+            "livesense replay",
+        ),
+        (["replay", "f.mp4", "--bogus"], "unrecognized arguments: --bogus", "livesense replay"),
+        (["dance"], "invalid choice: 'dance'", "livesense"),
+        (["mic", "--block-ms", "-5"], "argument --block-ms: must be > 0", "livesense mic"),
+    ],
+)
+def test_parser_errors_are_one_error_line(argv, needle, help_of, livesense_process) -> None:
+    """No usage dump: one ``error:`` line naming the option, a pointer to --help, exit 2."""
+    r = livesense_process(*argv)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == f"error: {r.stderr[7:].strip()}\n" and "usage:" not in r.stderr
+    assert needle in r.stderr and r.stderr.rstrip().endswith(f"(see `{help_of} --help`)")
+
+
+def test_negative_values_are_values_not_options(cli_args) -> None:
+    args = cli_args("replay", "f.mp4", speaker_pose="-1,0,0", listener_pose="-0.5,2,0")
+    assert (args.speaker_pose, args.listener_pose) == ("-1,0,0", "-0.5,2,0")
+    assert cli_args("client", "f.wav", speaker_pose="-1e-1,1,0").speaker_pose == "-1e-1,1,0"
+
+
+class _Command:
+    """A stand-in command module: ``run`` does what the test says."""
+
+    DESCRIPTION = "a test command"
+
+    def __init__(self, run) -> None:
+        self.run = run
+
+    @staticmethod
+    def add_arguments(p) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (
+            LivesenseError("cannot read x.pt: Weights only load failed.\nRe-running with pickle"),
+            "error: cannot read x.pt: Weights only load failed.\n",
+        ),
+        (OSError(28, "No space left on device", "/tmp/o/binaural.wav"),
+         "error: /tmp/o/binaural.wav: No space left on device\n"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_line(monkeypatch, capsys, exc, line) -> None:
+    """Multi-line messages of the libraries underneath keep their first line only; an OSError
+    mid-run (a full disk) is an error line, not a traceback."""
+    import livesense.cli as cli
+
+    def run(args):
+        raise exc
+
+    monkeypatch.setattr(cli, "load", lambda name: _Command(run))
+    assert cli.main(["info"]) == 2
+    assert capsys.readouterr().err == line
+
+
+def test_library_warnings_do_not_leak() -> None:
+    """numpy/torch RuntimeWarnings and UserWarnings are not the user's business (``-W`` shows
+    them); livesense's own warnings are ``warning:`` lines, each said once."""
+    code = (
+        "import logging, warnings, numpy as np\n"
+        "import livesense.cli as cli\n"
+        "class C:\n"
+        "    DESCRIPTION = 'x'\n"
+        "    add_arguments = staticmethod(lambda p: None)\n"
+        "    @staticmethod\n"
+        "    def run(args):\n"
+        "        np.log(np.zeros(1))\n"
+        "        warnings.warn('torch.load advice')\n"
+        "        log = logging.getLogger('livesense.media.audio')\n"
+        "        for _ in range(2):\n"
+        "            log.warning('%s: cut', 'f.wav', extra={'once': ('truncated', 'f.wav')})\n"
+        "        return 0\n"
+        "cli.load = lambda name: C\n"
+        "raise SystemExit(cli.main(['info']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert r.stderr == "warning: f.wav: cut\n"
+    r = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True
+    )
+    assert "RuntimeWarning" in r.stderr and "torch.load advice" in r.stderr

@@ -58,7 +58,7 @@ def test_default_is_the_bundled_model_with_a_picture(
 
 
 def test_bad_inputs_give_clear_errors(
-    eval_data: tuple[Path, Path], run_command, tmp_path: Path
+    eval_data: tuple[Path, Path], run_command, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, _ = eval_data
     with pytest.raises(LivesenseError, match="folder not found"):
@@ -68,7 +68,10 @@ def test_bad_inputs_give_clear_errors(
         run_command("eval-binaural", data=tmp_path / "empty")
     with pytest.raises(LivesenseError, match="--checkpoint .*not found"):
         run_command("eval-binaural", data=data, checkpoint=tmp_path / "missing")
-    with pytest.raises(LivesenseError, match="--nfe must be positive"):
+    with pytest.raises(SystemExit) as e:  # the parser names the option
         run_command("eval-binaural", data=data, nfe=0)
+    assert e.value.code == 2 and "argument --nfe: must be > 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--dsp-only and --nfe exclude each other"):
+        run_command("eval-binaural", data=data, nfe=2, dsp_only=True)
     with pytest.raises(ConfigError, match="exclude each other"):
         run_command("eval-binaural", data=data, checkpoint=tmp_path / "x", dsp_only=True)

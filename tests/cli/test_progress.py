@@ -24,3 +24,14 @@ def test_progress_bar_forced_draws_on_stderr(capsys: pytest.CaptureFixture[str])
         bar.log("a line")
     err = capsys.readouterr().err
     assert "work" in err and "a line" in err
+
+
+@pytest.mark.parametrize("unit", ["s", "items"])
+def test_progress_bar_without_a_total_counts(unit: str, capsys: pytest.CaptureFixture[str]):
+    """A live-recorded WebM has no duration: the bar pulses and counts instead of raising."""
+    with ProgressBar("replay", None, unit, force=True) as bar:
+        bar.update(2.5)
+        bar._progress.refresh()  # render now (rich formats the columns here)
+    err = capsys.readouterr().err
+    assert "replay" in err and "?" not in err
+    assert ("2.5 s" if unit == "s" else "2") in err
