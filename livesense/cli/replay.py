@@ -6,9 +6,17 @@ import argparse
 from pathlib import Path
 
 from livesense.audio.plot import plot_binaural
-from livesense.cli.options import add_neural_options, add_pose_options, build_renderer
+from livesense.cli.options import (
+    SAMPLE_RATES,
+    add_neural_options,
+    add_pose_options,
+    build_renderer,
+    float_in,
+    int_in,
+    reject_unused,
+)
 from livesense.cli.options import positive_float as pos_float
-from livesense.cli.options import positive_int as pos_int
+from livesense.cli.outputs import FORCE_HELP, REPLAY_OUTPUTS, prepare_out_dir
 from livesense.cli.progress import ProgressBar
 from livesense.cli.signals import graceful_stop
 from livesense.errors import ConfigError
@@ -29,8 +37,11 @@ unless --fast is given.
 
 Writes into DIR: binaural.wav (48 kHz stereo; audio.wav with --renderer passthrough), \
 output.mp4 (the input video with the rendered audio as a stereo AAC track), stats.json \
-(chunks, real-time factor, latency) and, with --plot, binaural.png. Ctrl-C (or SIGTERM) stops \
-between two chunks and keeps everything written so far; a second one stops at once.
+(chunks, real-time factor, the most it fell behind real time) and, with --plot, binaural.png. \
+A DIR that already holds these files from an earlier run is refused unless --force (which \
+deletes just those files first). A real-time replay that cannot keep up says so once on \
+stderr. Ctrl-C (or SIGTERM) stops between two chunks and keeps everything written so far; a \
+second one stops at once.
 
 Coordinates (Richard et al.): x forward, y to the listener's right, z up, metres; \
 orientations are quaternions qx,qy,qz,qw. The listener sits at the origin facing +x unless \
@@ -38,28 +49,33 @@ orientations are quaternions qx,qy,qz,qw. The listener sits at the origin facing
 
 _DEFAULT = ReplayConfig()
 _REASONER = ReasonerConfig()
+MAX_CHUNK_MS = 1000.0  # a second per chunk: longer ones only cost memory and latency
+BEHIND_S = 0.5  # a real-time replay this far behind its pts clock is warned about
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="recorded media file (needs an audio stream)")
     p.add_argument("--out", metavar="DIR", default="out", help="output folder (default: out)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument(
         "--fast", action="store_true", help="process as fast as possible instead of in real time"
     )
     p.add_argument(
         "--sample-rate",
-        type=pos_int,
+        type=int_in(*SAMPLE_RATES, " Hz"),
         default=_DEFAULT.sample_rate,
         metavar="HZ",
-        help=f"session sample rate; audio is resampled to it (default: {_DEFAULT.sample_rate})",
+        help=f"session sample rate, {SAMPLE_RATES[0]} to {SAMPLE_RATES[1]}; audio is resampled "
+        f"to it (default: {_DEFAULT.sample_rate})",
     )
     chunk_ms = 1000.0 * _DEFAULT.chunk_samples / _DEFAULT.sample_rate
     p.add_argument(
         "--chunk-ms",
-        type=pos_float,
+        type=float_in(0, MAX_CHUNK_MS, " ms"),
         default=None,
         metavar="MS",
-        help=f"audio chunk duration in milliseconds (default: {chunk_ms:g}; with --renderer "
+        help=f"audio chunk duration in milliseconds, at most {MAX_CHUNK_MS:g} (default: "
+        f"{chunk_ms:g}; with --renderer "
         "neural 16 STFT frames, 42.67 ms, whose per-call overhead dominates smaller chunks "
         "on a CPU)",
     )
@@ -123,14 +139,39 @@ def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool) -> Re
     return ReasonerTap(backend, config, out_dir, questions, realtime=realtime)
 
 
+class BehindWarning:
+    """Says once (on stderr, above the progress bar) that a real-time replay falls behind its
+    pts clock, with the measured real-time factor and what to do about it."""
+
+    def __init__(self, source: FileReplaySource, bar: ProgressBar, renderer: str):
+        self.source, self.bar, self.renderer = source, bar, renderer
+        self.warned = False
+
+    def check(self, media_s: float, rtf: float | None = None) -> None:
+        if self.warned or not self.source.config.realtime:
+            return
+        lag = self.source.pacer.max_lag
+        if rtf is None:  # mid-run: wall time over media time, once clearly behind
+            if lag < BEHIND_S or media_s <= 0:
+                return
+            rtf = self.source.pacer.elapsed() / media_s
+        elif rtf <= 1.0 and lag < BEHIND_S:
+            return
+        hint = "--fast" if self.renderer == "dsp" else "--renderer dsp or --fast"
+        self.bar.log(
+            f"warning: cannot keep up in real time (RTF {rtf:.2f}, {lag:.2f} s behind the "
+            f"media clock); try {hint}"
+        )
+        self.warned = True
+
+
 def run(args: argparse.Namespace) -> int:
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} exists and is not a folder")
     if args.questions and args.vlm == "none":
         raise ConfigError("--questions needs a video reasoner: add --vlm MODEL (or --vlm tiny)")
     if args.vlm != "none" and args.no_video:
         raise ConfigError("--vlm watches the video: drop --no-video")
+    reject_unused(args)
+    out_dir = prepare_out_dir(args.out, "--out", REPLAY_OUTPUTS, args.force)
     processor, speaker, listener = build_renderer(args, args.sample_rate)
     if args.chunk_ms is not None:
         chunk_samples = round(args.chunk_ms * args.sample_rate / 1000.0)
@@ -166,15 +207,23 @@ def run(args: argparse.Namespace) -> int:
             graceful_stop(wake=source.pacer.cancel) as stop,
             ProgressBar(label, source.duration or None, "s", not args.quiet) as bar,
         ):
+            behind = BehindWarning(source, bar, args.renderer)
+
+            def progress(media_s: float) -> None:
+                bar.update(media_s)
+                behind.check(media_s)
+
             stats = pipeline.run(
                 source,
                 input_name=args.file,
                 realtime=cfg.realtime,
                 max_lag=lambda: source.pacer.max_lag,
                 on_frame=tap.on_frame if tap is not None else None,
-                on_progress=bar.update,
+                on_progress=progress,
                 stop=stop.is_set,
             )
+            if not stats.interrupted:
+                behind.check(stats.audio_seconds, stats.rtf)
     finally:
         source.close()
         if tap is not None:

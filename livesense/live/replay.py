@@ -179,10 +179,22 @@ class ReplayPipeline:
             StreamPipeline(self.processor, self.sample_rate).run(
                 frames, sinks, stats=stats, on_progress=on_progress, on_frame=on_frame, stop=stop
             )
-        finally:
-            if max_lag is not None:
-                stats.max_lag_ms = 1000.0 * max_lag()
-            stats_path = self.out_dir / "stats.json"
-            stats.outputs.append(str(stats_path))
-            stats.save(stats_path)
+        except Exception:
+            if stats.samples_in == 0 and stats.video_frames == 0:
+                # Failed before any media (an empty or undecodable file): leave no outputs
+                # behind that would pass for a run (and make the next one need --force).
+                for path in stats.outputs:
+                    Path(path).unlink(missing_ok=True)
+                stats.outputs.clear()
+                raise
+            self._save(stats, max_lag)
+            raise
+        self._save(stats, max_lag)
         return stats
+
+    def _save(self, stats: PipelineStats, max_lag: Callable[[], float] | None) -> None:
+        if max_lag is not None:
+            stats.max_lag_ms = 1000.0 * max_lag()
+        stats_path = self.out_dir / "stats.json"
+        stats.outputs.append(str(stats_path))
+        stats.save(stats_path)

@@ -28,23 +28,29 @@ log = logging.getLogger(__name__)
 __all__ = ["AudioReader", "iter_audio_chunks", "read_audio"]
 
 
-def _wav_is_cut(path: str) -> bool:
-    """Whether a RIFF/WAVE file is shorter than its ``data`` chunk header says."""
+def _wav_declared_seconds(path: str) -> float | None:
+    """The duration a RIFF/WAVE header declares when the file is shorter than that (a cut
+    recording), else None (complete, streamed with an unknown size, or not a WAV)."""
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
             size = os.fstat(f.fileno()).st_size
     except OSError:
-        return False
+        return None
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return False
-    pos = 12
+        return None
+    pos, block, rate = 12, 0, 0
     while pos + 8 <= len(head):
         tag, n = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if tag == b"fmt " and pos + 22 <= len(head):
+            rate = struct.unpack("<I", head[pos + 12 : pos + 16])[0]
+            block = struct.unpack("<H", head[pos + 20 : pos + 22])[0]
         if tag == b"data":
-            return n not in (0, 0xFFFFFFFF) and size < pos + 8 + n  # 0/~0: streamed, unknown
+            if n in (0, 0xFFFFFFFF) or size >= pos + 8 + n:  # 0/~0: streamed, unknown
+                return None
+            return n / (block * rate) if block and rate else 0.0
         pos += 8 + n + (n & 1)
-    return False
+    return None
 
 
 class AudioReader(Iterator[AudioChunk]):
@@ -83,8 +89,10 @@ class AudioReader(Iterator[AudioChunk]):
         self.source_rate = int(cc.sample_rate)
         self.source_channels = int(cc.channels)
         self.declared_duration = stream_duration(self._stream, self._container)
-        # FFmpeg clamps a WAV's duration to the file size, so check its header ourselves.
-        self._cut_wav = self._container.format.name == "wav" and _wav_is_cut(self.path)
+        # FFmpeg clamps a WAV's duration to the file size, so read its header ourselves.
+        self._cut_wav = (
+            _wav_declared_seconds(self.path) if self._container.format.name == "wav" else None
+        )
         self._gen = self._generate()
 
     def __iter__(self) -> AudioReader:
@@ -193,17 +201,23 @@ class AudioReader(Iterator[AudioChunk]):
             self.samples_read = pts + fill
             self._container.close()
         if pts == 0:
-            raise MediaError(f"{self.path}: no decodable audio (corrupt or truncated file)")
+            if self.truncated or self._cut_wav is not None:
+                raise MediaError(f"{self.path}: no decodable audio (corrupt or truncated file)")
+            raise MediaError(f"{self.path}: the audio stream holds no samples (an empty recording)")
         decoded = pts / self.sample_rate
-        expected = self.declared_duration
-        if self._cut_wav or (expected is not None and decoded < expected - 0.1 - 0.02 * expected):
+        expected = self.declared_duration if self._cut_wav is None else self._cut_wav
+        if self._cut_wav is not None or (
+            expected is not None and decoded < expected - 0.1 - 0.02 * expected
+        ):
             self.truncated = True
         if self.truncated:
+            # One warning per file: the video reader of the same file says the same thing.
             log.warning(
-                "%s: file is truncated or damaged; decoded %.2f s of audio%s",
+                "%s: truncated or damaged file; decoded %.2f s of audio%s",
                 self.path,
                 decoded,
-                f" of {expected:.2f} s" if expected is not None else "",
+                f" of the {expected:.2f} s it declares" if expected else "",
+                extra={"once": ("truncated", self.path)},
             )
 
 

@@ -142,10 +142,11 @@ class VideoReader(Iterator[VideoFrame]):
             raise MediaError(f"{self.path}: no decodable video (corrupt or truncated file)")
         if self.truncated:
             log.warning(
-                "%s: file is truncated or damaged; decoded %d video frames up to %.2f s",
+                "%s: truncated or damaged file; decoded %d video frames up to %.2f s",
                 self.path,
                 self.frames_decoded,
                 last_pts,
+                extra={"once": ("truncated", self.path)},  # one warning per file (see audio)
             )
 
 

@@ -266,7 +266,7 @@ def test_replay_neural_random_weights_and_checkpoint(tmp_path, make_clip):
     assert main(args) == 0  # no checkpoint: the bundled model
     stats = json.loads((out / "stats.json").read_text())
     assert stats["samples_out"] == 48000 and stats["latency_ms"] > 5  # the neural timing
-    assert main([*args, "--random-weights", "--nfe", "1"]) == 0
+    assert main([*args, "--random-weights", "--nfe", "1", "--force"]) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["samples_out"] == stats["samples_in"] == 48000
     assert stats["chunk_samples"] == 2048  # neural replays in 16-frame blocks by default
@@ -277,7 +277,7 @@ def test_replay_neural_random_weights_and_checkpoint(tmp_path, make_clip):
     a = read_audio(str(out / "binaural.wav"), 48000, 2)
     b = read_audio(str(out2 / "binaural.wav"), 48000, 2)
     assert np.abs(a - b).max() < 1e-4  # the checkpoint renders what the model rendered
-    assert main([*args, "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert main([*args, "--force", "--checkpoint", str(tmp_path / "missing")]) == 2
 
 
 def test_missing_bundled_checkpoint_is_a_clear_error(tmp_path, make_clip, monkeypatch, capsys):
@@ -287,3 +287,145 @@ def test_missing_bundled_checkpoint_is_a_clear_error(tmp_path, make_clip, monkey
     err = capsys.readouterr().err
     assert "bundled BinauralFlow checkpoint is missing" in err and "--renderer dsp" in err
     assert "Traceback" not in err
+
+
+def _one_error_line(r) -> str:
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--chunk-ms", "1e9"], "argument --chunk-ms: must be > 0 and at most 1000 ms"),
+        (["--sample-rate", "1000000000"], "argument --sample-rate: must be between 8000 and"),
+        (["--sample-rate", "100"], "argument --sample-rate"),
+        (["--orbit", "inf"], "argument --orbit: must be a finite number"),
+        (["--speaker-pose", "1e308,0,0"], "--speaker-pose 1e308,0,0: coordinates are metres"),
+        (["--renderer", "dsp", "--nfe", "2"], "--nfe applies to --renderer neural"),
+        (["--renderer", "dsp", "--checkpoint", "c"], "--checkpoint applies to --renderer neural"),
+        (["--renderer", "dsp", "--random-weights"], "--random-weights applies to --renderer neural"),
+        (["--renderer", "passthrough", "--orbit", "3"], "--orbit applies to --renderer dsp or"),
+    ],
+)  # fmt: skip
+def test_out_of_range_and_unused_options_are_errors(
+    tmp_path, extra, needle, livesense_process, sample_clip
+):
+    """No multi-GiB allocation, no numpy overflow warning, no silently ignored option."""
+    r = livesense_process("replay", sample_clip, "--out", tmp_path / "o", "--fast", *extra)
+    assert needle in _one_error_line(r)
+
+
+def test_unwritable_out_is_an_error(tmp_path, livesense_process, sample_clip):
+    (tmp_path / "file").write_text("x")
+    for out, needle in [
+        (tmp_path / "file" / "sub", "a part of the path is a file"),
+        ("/proc/livesense-out", "cannot write there"),
+    ]:
+        r = livesense_process("replay", sample_clip, "--out", out, "--fast", "--renderer", "dsp")
+        line = _one_error_line(r)
+        assert line.startswith(f"error: --out {out}") and needle in line
+
+
+def test_used_out_is_refused_unless_force(tmp_path, make_clip, capsys):
+    clip = make_clip(tmp_path / "c.wav", seconds=0.3, video=False)
+    out = tmp_path / "o"
+    args = ["replay", str(clip), "--out", str(out), "--fast", "--quiet", "--renderer", "dsp"]
+    assert main([*args, "--plot"]) == 0 and (out / "binaural.png").exists()
+    (out / "mine.txt").write_text("keep me")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out} already holds the outputs of an earlier run (")
+    assert "binaural.wav" in err and "--force" in err
+    assert main([*args, "--force"]) == 0
+    # The earlier run's files are gone (no stale plot), the user's own file is kept.
+    assert not (out / "binaural.png").exists() and (out / "mine.txt").read_text() == "keep me"
+    assert json.loads((out / "stats.json").read_text())["samples_out"] == round(0.3 * 48000)
+
+
+def test_zero_sample_wav_is_an_error_and_leaves_nothing(tmp_path, livesense_process):
+    wav = tmp_path / "empty.wav"
+    from livesense.media.wav import WavWriter
+
+    WavWriter(wav, 48000).close()  # a header and no samples
+    out = tmp_path / "o"
+    r = livesense_process("replay", wav, "--out", out, "--fast", "--renderer", "dsp")
+    assert "holds no samples" in _one_error_line(r)
+    assert list(out.iterdir()) == []  # no stats.json or output.mp4 pretending to be a run
+    r = livesense_process("replay", wav, "--out", out, "--fast", "--renderer", "dsp")
+    assert "holds no samples" in _one_error_line(r)  # not "already holds the outputs"
+
+
+def _live_webm(path, seconds: float = 1.0):
+    """A WebM as a browser's MediaRecorder writes it: no duration, no cues."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w", format="webm", options={"live": "1"}) as c:
+        a = c.add_stream("libopus", rate=48000, layout="mono")
+        x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * 48000)) / 48000))[None]
+        f = av.AudioFrame.from_ndarray(x.astype(np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts, f.time_base = 48000, 0, Fraction(1, 48000)
+        for p in [*a.encode(f), *a.encode(None)]:
+            c.mux(p)
+    with av.open(str(path)) as c:
+        assert c.duration is None  # what the replay must cope with
+    return path
+
+
+def test_unknown_duration_replays_with_a_counting_bar(tmp_path, monkeypatch, capsys):
+    import functools
+
+    import livesense.cli.replay as replay_cli
+    from livesense.cli.progress import ProgressBar
+
+    monkeypatch.setattr(replay_cli, "ProgressBar", functools.partial(ProgressBar, force=True))
+    clip = _live_webm(tmp_path / "live.webm")
+    out = tmp_path / "o"
+    assert main(["replay", str(clip), "--out", str(out), "--renderer", "dsp", "--fast"]) == 0
+    assert json.loads((out / "stats.json").read_text())["samples_in"] == 48000
+    assert "replay" in capsys.readouterr().err  # the bar was drawn
+
+
+def test_truncated_file_is_one_warning_line(tmp_path, make_clip, livesense_process):
+    clip = make_clip(tmp_path / "c.mp4", seconds=2.0, faststart=True)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "o"
+    r = livesense_process("replay", cut, "--out", out, "--fast", "--renderer", "dsp", "-q")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {cut}: truncated or damaged"), lines
+    assert "of the 2.00 s it declares" in lines[0]
+
+
+def test_replay_falling_behind_warns_once(tmp_path, make_clip, monkeypatch, capsys):
+    """A renderer at twice real time: one warning with the RTF and what to do, and the lag
+    in stats.json."""
+    from livesense.audio.dsp_renderer import DspBinauralRenderer
+
+    step = DspBinauralRenderer.step
+
+    def slow_step(self, x):
+        time.sleep(2.0 * x.shape[-1] / 48000)
+        return step(self, x)
+
+    monkeypatch.setattr(DspBinauralRenderer, "step", slow_step)
+    clip = make_clip(tmp_path / "c.wav", seconds=1.5, video=False)
+    out = tmp_path / "o"
+    assert main(["replay", str(clip), "--out", str(out), "--renderer", "dsp", "--quiet"]) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert "cannot keep up in real time (RTF " in warnings[0] and "try --fast" in warnings[0]
+    rtf = float(warnings[0].split("RTF ")[1].split(",")[0])
+    assert 1.3 < rtf < 4
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["max_lag_ms"] > 500 and stats["rtf"] > 1.5
+
+
+def test_replay_in_time_does_not_warn(tmp_path, make_clip, capsys):
+    clip = make_clip(tmp_path / "c.wav", seconds=0.5, video=False)
+    assert main(["replay", str(clip), "--out", str(tmp_path / "o"), "--renderer", "dsp", "-q"]) == 0
+    assert "warning" not in capsys.readouterr().err
