@@ -12,8 +12,15 @@ import torch
 
 from livesense.audio.geometry import Pose
 from livesense.audio.trajectory import Trajectory, ring_point
-from livesense.cli.options import add_neural_options, add_pose_options, build_renderer
+from livesense.cli.options import (
+    add_neural_options,
+    add_pose_options,
+    build_renderer,
+    float_in,
+    reject_unused,
+)
 from livesense.cli.options import positive_float as pos_float
+from livesense.cli.outputs import FORCE_HELP, MIC_OUTPUTS, prepare_out_dir
 from livesense.errors import ConfigError
 from livesense.live.devices import describe_devices, resolve_device
 from livesense.live.mic import MicConfig, MicLoop
@@ -27,9 +34,11 @@ is ready the headphones get silence and the underrun is counted (never garbage).
 Keys while it runs (type them and press Enter when stdin is not a terminal): a / d move the \
 speaker 15 degrees left / right around you, w / s bring it 0.25 m closer / farther, q stops. \
 Ctrl-C also stops; with --record DIR everything rendered so far is kept in DIR/binaural.wav, \
-DIR/transcript.jsonl and DIR/stats.json."""
+DIR/transcript.jsonl and DIR/stats.json (a DIR holding an earlier recording is refused unless \
+--force). --duration is honoured even when the device delivers less audio than that."""
 
 _DEFAULT = MicConfig()
+MAX_BLOCK_MS = 100.0  # longer device blocks only add latency (and must fit the rings)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,13 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-output", action="store_true", help="do not play; render only to --record")
     p.add_argument("--duration", type=pos_float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--record", metavar="DIR", help="write what was rendered into DIR")
+    p.add_argument("--force", action="store_true", help=f"with --record: {FORCE_HELP}")
     block_ms = 1000.0 * _DEFAULT.block / _DEFAULT.sample_rate
     p.add_argument(
         "--block-ms",
-        type=pos_float,
+        type=float_in(0, MAX_BLOCK_MS, " ms"),
         default=block_ms,
         metavar="MS",
-        help=f"device and render block in milliseconds (default: {block_ms:g})",
+        help=f"device and render block in milliseconds, at most {MAX_BLOCK_MS:g} (default: "
+        f"{block_ms:g})",
     )
     p.add_argument(
         "--lossless",
@@ -130,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--block-ms {args.block_ms} is too short (at least 16 samples)")
     if args.no_output and not args.record:
         raise ConfigError("--no-output needs --record DIR (otherwise nothing would come out)")
+    if args.force and not args.record:
+        raise ConfigError("--force applies to --record DIR")
+    reject_unused(args)
+    if args.record:
+        prepare_out_dir(args.record, "--record", MIC_OUTPUTS, args.force)
     in_dev = resolve_device(args.input, "input")
     out_dev = None if args.no_output else resolve_device(args.output, "output")
     renderer, speaker, listener = build_renderer(args, sample_rate, live=True)

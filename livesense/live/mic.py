@@ -55,6 +55,26 @@ class MicConfig:
             raise ValueError("block and sample_rate must be positive")
         if self.duration_s is not None and self.duration_s <= 0:
             raise ValueError("duration_s must be positive")
+        # Each ring holds at least two blocks, or a block could never be written or read whole.
+        most = min(self.input_buffer_s, self.output_buffer_s) * self.sample_rate / 2
+        if max(self.block, self.render_block or 0) > most:
+            raise ValueError(f"block of {self.block} samples exceeds half a ring ({most:g})")
+
+    @property
+    def queue_limit(self) -> int:
+        """Rendered samples queued for the device before the excess is skipped: ``max_queue``,
+        but never less than the prefill plus two blocks (which large blocks queue normally)."""
+        return max(self.max_queue, self.prefill + 2 * max(self.block, self.render_block or 0))
+
+    @property
+    def overtime_s(self) -> float:
+        """Wall seconds past ``duration_s`` (from the devices' start) after which a session
+        stops whatever the device delivered: one that stalls or never delivers a block must
+        not run on past its duration; a device clock a little slower than the wall clock
+        still gets its full duration."""
+        assert self.duration_s is not None
+        block = max(self.block, self.render_block or 0)
+        return 2.0 + 0.25 * self.duration_s + 4.0 * block / self.sample_rate
 
 
 @dataclass
@@ -151,10 +171,11 @@ class MicLoop:
         if frames > self._scratch.shape[1]:
             self._scratch = np.zeros((2, frames), np.float32)
         buf = self._scratch[:, :frames]
-        backlog = self.out_ring.available - self.config.max_queue
+        limit = self.config.queue_limit
+        backlog = self.out_ring.available - limit
         if backlog > 0:  # the device started late or stalled: do not keep that delay forever
             self.stats.output_skipped_samples += self.out_ring.advance(
-                backlog + self.config.max_queue - self.config.prefill
+                backlog + limit - self.config.prefill
             )
         first = self.out_ring.read_pos - self.config.prefill  # input sample of buf[:, 0]
         # Once stopped, nothing more will be rendered: the silence after the last rendered
@@ -287,9 +308,14 @@ class MicLoop:
             self.stats.input_latency_ms = 1000.0 * float(streams[0].latency)
             if cfg.output:
                 self.stats.output_latency_ms = 1000.0 * float(streams[1].latency)
+            deadline = None
+            if cfg.duration_s is not None:
+                deadline = time.monotonic() + cfg.duration_s + cfg.overtime_s
             while not self._worker_done.wait(0.05):
                 if any(not s.active for s in streams) and not self._stop.is_set():
                     self.stop("device lost")
+                if deadline is not None and time.monotonic() > deadline:
+                    self.stop("duration reached (the device delivered less audio)")
                 if poll is not None:
                     poll()
         except KeyboardInterrupt:

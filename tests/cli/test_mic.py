@@ -164,3 +164,45 @@ def test_mic_ctrl_c_keeps_complete_recording(pulse):
     assert stats["stop_reason"] == "interrupted"
     got = read_audio(str(rec / "binaural.wav"), sample_rate=SR, channels=2)
     assert got.shape[1] == stats["rendered_samples"] > SR
+
+
+def test_block_ms_is_bounded(tmp_path: Path):
+    """A 1000 s device block used to hang past --duration; now it is refused at once."""
+    r = _mic(tmp_path, "--block-ms", "1000000", "--duration", "1", timeout=30)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: argument --block-ms: must be > 0 and at most 100 ms")
+
+
+def test_record_onto_a_file_or_an_earlier_recording(tmp_path: Path):
+    f = tmp_path / "take.wav"
+    f.write_bytes(b"RIFF")
+    r = _mic(tmp_path, "--no-output", "--record", str(f), "--duration", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr == f"error: --record {f} exists and is not a folder\n"
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "binaural.wav").write_bytes(b"RIFF")
+    r = _mic(tmp_path, "--no-output", "--record", str(rec), "--duration", "1")
+    assert r.returncode == 2 and "already holds the outputs of an earlier run" in r.stderr
+    assert "--force" in r.stderr and (rec / "binaural.wav").read_bytes() == b"RIFF"
+    r = _mic(tmp_path, "--force", "--duration", "1")
+    assert r.returncode == 2 and r.stderr == "error: --force applies to --record DIR\n"
+
+
+def test_options_the_renderer_ignores_are_errors(tmp_path: Path):
+    r = _mic(tmp_path, "--nfe", "2", "--duration", "1")  # --renderer dsp is mic's default
+    assert r.returncode == 2 and r.stderr.startswith("error: --nfe applies to --renderer neural")
+
+
+@needs_portaudio
+def test_mic_large_block_is_sample_exact_and_stops_on_time(alsa_home):
+    home, pcm = alsa_home
+    rec = home / "rec"
+    t0 = time.monotonic()
+    r = _mic(home, "--input", "lsin", "--output", "lsout", "--duration", "1", "--lossless",
+             "--block-ms", "100", "--record", str(rec), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 20
+    stats = json.loads((rec / "stats.json").read_text())
+    assert stats["rendered_samples"] == SR and stats["stop_reason"] == "duration reached"
+    assert stats["output_skipped_samples"] == 0  # 100 ms blocks queue without being skipped

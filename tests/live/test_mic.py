@@ -3,7 +3,10 @@ become control frames."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer
 from livesense.audio.geometry import Pose
@@ -36,3 +39,46 @@ def test_live_session_key_moves_become_control_frames():
     assert frames[0].speaker == (0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 1.0)
     assert [f.pts for f in frames[1:]] == [0, 480] and s.position == 960
     assert s.stats.stop_reason == "duration reached"
+
+
+class _SilentDevice:
+    """A sounddevice stand-in whose streams open and stay active but never call back (a
+    device with an enormous block, or one that stalled)."""
+
+    class _Stream:
+        def __init__(self, **kw: object) -> None:
+            self.active, self.latency = True, 0.01
+
+        def start(self) -> None:
+            pass
+
+        def abort(self) -> None:
+            self.active = False
+
+        def close(self) -> None:
+            pass
+
+    InputStream = OutputStream = _Stream
+
+
+@pytest.mark.timeout(30)  # it hung for ever before the wall-clock bound
+def test_duration_is_honoured_when_the_device_delivers_nothing(monkeypatch):
+    import livesense.live.mic as mic
+
+    monkeypatch.setattr(mic, "import_sounddevice", lambda: _SilentDevice)
+    cfg = MicConfig(duration_s=0.2)
+    assert cfg.overtime_s == pytest.approx(2.0 + 0.05 + 4 * 480 / 48000)
+    t0 = time.monotonic()
+    stats = MicLoop(DspBinauralRenderer(), cfg).run()
+    wall = time.monotonic() - t0
+    assert 0.2 + cfg.overtime_s - 0.1 < wall < 0.2 + cfg.overtime_s + 2.0
+    assert stats.stop_reason == "duration reached (the device delivered less audio)"
+    assert stats.rendered_samples == 0
+
+
+def test_block_must_fit_the_rings_and_large_blocks_queue():
+    with pytest.raises(ValueError, match="exceeds half a ring"):
+        MicConfig(block=48_000_000)
+    assert MicConfig().queue_limit == MicConfig().max_queue  # the 10 ms default: unchanged
+    big = MicConfig(block=4800)  # 100 ms blocks: two of them queue without being skipped
+    assert big.queue_limit == big.prefill + 2 * 4800
