@@ -7,13 +7,16 @@ from pathlib import Path
 
 from livesense.audio.hrtf import load_hrirs
 from livesense.audio.synth import SAMPLE_RATE, SPLITS, SynthConfig, generate_dataset
+from livesense.cli.options import positive_float, positive_int
+from livesense.cli.outputs import prepare_dataset_dir
 from livesense.cli.progress import ProgressBar
 
 DESCRIPTION = """\
 Render speech (espeak-ng voices or your wav files) for moving speakers and turning listeners \
 in a simulated room (default: the demo room) and write one folder per sequence: mono.wav, \
 binaural.wav (48 kHz), tx_positions.txt (120 Hz, listener-relative), rx_positions.txt when \
-the listener turns."""
+the listener turns. A DIR that already holds a dataset (split.json, seq_* folders) is refused \
+unless --force, which deletes that dataset first."""
 
 _D = SynthConfig(out=Path())
 
@@ -21,15 +24,20 @@ _D = SynthConfig(out=Path())
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a dataset already in DIR (its split.json and seq_* folders are deleted)",
+    )
+    p.add_argument(
         "--sequences",
-        type=int,
+        type=positive_int,
         default=_D.sequences,
         metavar="N",
         help=f"number of sequences ({_D.sequences})",
     )
     p.add_argument(
         "--seconds",
-        type=float,
+        type=positive_float,
         default=_D.seconds,
         metavar="S",
         help=f"seconds each ({_D.seconds:g})",
@@ -43,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    prepare_dataset_dir(args.out, "--out", args.force)
     config = SynthConfig(
         out=Path(args.out),
         sequences=args.sequences,

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from livesense.cli.options import add_neural_options, add_pose_options, build_renderer
 from livesense.cli.options import positive_float as pos_float
+from livesense.cli.outputs import FORCE_HELP, WEBCAM_OUTPUTS, prepare_out_dir
 from livesense.errors import ConfigError, LivesenseError
 from livesense.live.camera import CameraSource, CameraSpec
 from livesense.live.devices import resolve_device
@@ -68,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--duration", type=pos_float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--record", metavar="DIR", help="write transcript.jsonl (and more) into DIR")
+    p.add_argument("--force", action="store_true", help=f"with --record: {FORCE_HELP}")
     p.add_argument(
         "--mic",
         action="store_true",
@@ -80,6 +82,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--renderer", choices=("dsp", "neural"), default="dsp", help="dsp (default)")
     add_neural_options(g)
     add_pose_options(g, poses_file=False)
+
+
+# options of the microphone path: without --mic nothing would use them
+_MIC_OPTIONS = (
+    "--input",
+    "--output",
+    "--speaker-pose",
+    "--listener-pose",
+    "--orbit",
+    "--hrtf",
+    "--checkpoint",
+    "--random-weights",
+    "--nfe",
+)
 
 
 class EventView:
@@ -134,11 +150,19 @@ def _mic_loop(args: argparse.Namespace, record: Path | None) -> MicLoop:
 
 def run(args: argparse.Namespace) -> int:
     spec = CameraSpec.parse(args.camera)
-    record = Path(args.record) if args.record else None
-    if record is not None:
-        if record.exists() and not record.is_dir():
-            raise ConfigError(f"--record {record} exists and is not a folder")
-        record.mkdir(parents=True, exist_ok=True)
+    if args.force and not args.record:
+        raise ConfigError("--force applies to --record DIR")
+    if not args.mic:
+        unused = [f for f in _MIC_OPTIONS if getattr(args, f.lstrip("-").replace("-", "_"))]
+        if args.renderer != "dsp":
+            unused.insert(0, "--renderer")
+        if unused:
+            raise ConfigError(f"{unused[0]} applies to --mic (the binaural audio): add --mic")
+    record = (
+        prepare_out_dir(args.record, "--record", WEBCAM_OUTPUTS, args.force)
+        if args.record
+        else None
+    )
     mic = _mic_loop(args, record) if args.mic else None
     sink: list[VideoReasoner] = []  # the reasoner, once loaded; the camera opens first to fail fast
 

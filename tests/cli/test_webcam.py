@@ -88,3 +88,16 @@ def test_webcam_with_mic_runs_both_models(pulse):
     assert stats["output_underruns"] <= 10
     notes = [json.loads(x) for x in (rec / "transcript.jsonl").read_text().splitlines()]
     assert len(notes) >= 1
+
+
+def test_webcam_option_errors(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "transcript.jsonl").write_text("{}\n")
+    r = webcam("--camera", CAMERA, "--duration", "1", "--record", str(rec))
+    assert r.returncode == 2 and "already holds the outputs of an earlier run" in r.stderr
+    r = webcam("--camera", CAMERA, "--duration", "1", "--orbit", "4")
+    assert (
+        r.returncode == 2
+        and r.stderr == "error: --orbit applies to --mic (the binaural audio): add --mic\n"
+    )

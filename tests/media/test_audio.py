@@ -80,6 +80,18 @@ def test_truncated_wav_yields_the_decodable_part(make_clip, caplog) -> None:
         n = sum(c.samples for c in reader)
     assert n == 12000 and reader.truncated
     assert "truncated" in caplog.text and "a.wav" in caplog.text
+    # The duration the header declares, not the one FFmpeg clamps to the file size.
+    assert "decoded 0.25 s of audio of the 1.00 s it declares" in caplog.text
+    (record,) = [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert record.once == ("truncated", str(path))  # the CLI says it once per file
+
+
+def test_zero_sample_wav_is_an_empty_recording(tmp_path) -> None:
+    from livesense.media.wav import WavWriter
+
+    WavWriter(tmp_path / "empty.wav", 48000).close()
+    with pytest.raises(MediaError, match=r"empty\.wav: the audio stream holds no samples"):
+        read_audio(tmp_path / "empty.wav")
 
 
 def test_truncated_faststart_mp4_yields_the_decodable_part(make_clip) -> None:
