@@ -61,3 +61,23 @@ def test_sigterm_from_outside_saves_and_exits_130(tmp_path: Path, fake_sequence)
     assert "interrupted at step" in err and "Traceback" not in err
     step = json.loads((tmp_path / "c" / "config.json").read_text())["extra"]["step"]
     assert 3 <= step < 100000
+
+
+def test_corrupt_optimizer_state_gives_no_pickle_advice(
+    tmp_path: Path, capsys: pytest.CaptureFixture, fake_sequence
+) -> None:
+    from livesense.cli import main
+
+    fake_sequence(tmp_path / "d" / "train" / "a", 3, speaker_yaw=180.0)
+    argv = ["train-binaural", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "c"),
+            "--steps", "2", "--preset", "tiny", "--batch", "1", "--segment-seconds", "0.03",
+            "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (tmp_path / "c" / "optimizer.pt").write_bytes(b"\x80\x04garbage")
+    capsys.readouterr()
+    assert main([*argv, "--steps", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: --resume: {tmp_path / 'c' / 'optimizer.pt'} is not an optimizer state saved "
+        "by train-binaural (corrupt, or written by another program)\n"
+    )
