@@ -120,8 +120,13 @@ class _DedupeFilter(logging.Filter):
 
 
 class _LevelFormatter(logging.Formatter):
+    """``warning: message`` (a bug's traceback, if the record has one, still follows)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def _quiet_libraries() -> None:
