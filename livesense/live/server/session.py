@@ -151,6 +151,12 @@ class LiveSession:
         return (len(frame) - 16) // (2 * width)
 
     async def _abort_not_reading(self) -> None:
+        """The output backlog passed its limit: an error event and a close go out behind it
+        (a client that reads again sees both), then the connection is dropped."""
+        why = f"client is not reading; over {self.limits.max_out_backlog_s:g} s of output unsent"
+        with contextlib.suppress(Exception):
+            event = ErrorEvent(ErrorCode.CLIENT_NOT_READING, why)
+            await asyncio.wait_for(self.ws.send(to_wire(event)), 1.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 self.ws.close(CLOSE_POLICY, "client is not reading; output backlog too large"), 2.0
