@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.livesense-installed
 DEMO_OUT ?= demo_out
 SAMPLE := livesense/assets/sample.mp4
 
-.PHONY: help venv sysdeps demo test bench lint format clean sample
+.PHONY: help venv sysdeps demo test fuzz bench lint format clean sample
 
 help:
 	@echo "make demo    set up and replay the bundled sample clip through the pipeline -> $(DEMO_OUT)/"
 	@echo "make test    set up (incl. system packages when root) and run the test suite"
+	@echo "make fuzz    a long protocol fuzz run: make fuzz N=100000 SEED=7 (make test runs 2400)"
 	@echo "make bench   run every benchmark in benchmarks/ (one JSON line each)"
 	@echo "make lint    ruff check + format check"
 	@echo "make sample  regenerate $(SAMPLE) (needs espeak-ng)"
@@ -35,6 +36,11 @@ demo: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q
+
+N    ?= 100000
+SEED ?= 14
+fuzz: $(STAMP)
+	LIVESENSE_FUZZ_N=$(N) LIVESENSE_FUZZ_SEED=$(SEED) $(BIN)/python -m pytest -q tests/reliability/test_fuzz.py
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
