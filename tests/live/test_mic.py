@@ -82,3 +82,19 @@ def test_block_must_fit_the_rings_and_large_blocks_queue():
     assert MicConfig().queue_limit == MicConfig().max_queue  # the 10 ms default: unchanged
     big = MicConfig(block=4800)  # 100 ms blocks: two of them queue without being skipped
     assert big.queue_limit == big.prefill + 2 * 4800
+
+
+def test_a_large_block_plays_without_being_skipped():
+    """100 ms blocks: the prefill plus one block is queued normally, not a backlog to skip
+    (the 100 ms cap skipped most of every block before)."""
+    from livesense.live.mic import _DeviceSink
+
+    s = MicLoop(DspBinauralRenderer(), MicConfig(block=4800))
+    sink = _DeviceSink(s)
+    out = np.zeros((4800, 2), np.float32)
+    for k in range(3):
+        sink.write_audio(np.full((2, 4800), 0.1 * (k + 1), np.float32))
+        s._on_output(out, 4800, None, None)
+    assert s.stats.output_skipped_samples == 0
+    assert s.out_ring.read_pos == 3 * 4800  # in order, behind the 960-sample prefill:
+    assert np.allclose(out[:960], 0.2) and np.allclose(out[960:], 0.3)
