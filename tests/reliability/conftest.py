@@ -21,7 +21,6 @@ import struct
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -140,14 +139,6 @@ class Harness:
 def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.loads(r.read())
-
-
-def http_status(url: str, timeout: float = 5.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 @pytest.fixture
@@ -550,6 +541,6 @@ def rel() -> SimpleNamespace:
     return SimpleNamespace(
         TOKEN=TOKEN, CHUNK=CHUNK, RATE=RATE, Client=Client, RawWs=RawWs, Streamer=Streamer,
         Ending=Ending, check_ending=check_ending, start_message=start_message,
-        audio_frame=audio_frame, abort_socket=abort_socket, http_status=http_status,
-        http_json=http_json, rss_mb=rss_mb, LogCapture=LogCapture, fuzz=_load_fuzz(),
+        audio_frame=audio_frame, abort_socket=abort_socket, http_json=http_json,
+        fuzz=_load_fuzz(),
     )  # fmt: skip
