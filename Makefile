@@ -31,7 +31,7 @@ sysdeps:
 	@sh scripts/sysdeps.sh
 
 demo: $(STAMP)
-	$(BIN)/livesense replay $(SAMPLE) --out $(DEMO_OUT) --fast --orbit 4 --plot
+	$(BIN)/livesense replay $(SAMPLE) --out $(DEMO_OUT) --force --fast --orbit 4 --plot
 	@echo "demo outputs in $(DEMO_OUT)/: output.mp4 (video + binaural audio, use headphones), binaural.wav, binaural.png, stats.json"
 
 test: $(STAMP) sysdeps

@@ -152,6 +152,11 @@ class JitterBuffer:
         with self._lock:
             return self._target
 
+    @property
+    def lost(self) -> int:
+        """Packets declared lost so far (cheaper than :meth:`stats`)."""
+        return self._lost
+
     def stats(self) -> JitterStats:
         with self._lock:
             return JitterStats(

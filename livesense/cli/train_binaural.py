@@ -10,7 +10,6 @@ from pathlib import Path
 from livesense.cli.options import positive_float as pos_float
 from livesense.cli.progress import ProgressBar
 from livesense.cli.signals import graceful_stop
-from livesense.errors import LivesenseError
 from livesense.models.binaural.config import PRESETS
 from livesense.models.binaural.training import TrainConfig, train
 
@@ -95,16 +94,7 @@ def run(args: argparse.Namespace) -> int:
         ProgressBar("train", cfg.steps, "items", not args.no_progress, fields, eta=True) as bar,
         graceful_stop() as stop,
     ):
-        try:
-            res = train(cfg, on_step=_StepMeter(bar), log=bar.log, stop=stop.is_set)
-        except LivesenseError as e:
-            if "weights_only" not in str(e):
-                raise
-            # torch.load's refusal comes with advice to unpickle untrusted files: never that.
-            raise LivesenseError(
-                f"--resume: {cfg.out / 'optimizer.pt'} is not an optimizer state saved by "
-                "train-binaural (corrupt, or written by another program)"
-            ) from None
+        res = train(cfg, on_step=_StepMeter(bar), log=bar.log, stop=stop.is_set)
     last = res.train_history[-1][1] if res.train_history else float("nan")
     val = f", best val loss {res.best_val:.5f}" if res.best_val is not None else ""
     print(f"step {res.step}: train loss {last:.5f}{val}; checkpoint in {res.out}")

@@ -75,7 +75,7 @@ def test_abrupt_disconnects_free_every_slot(live_server, rel) -> None:
 
 
 def test_unstarted_connections_take_no_slot_and_are_capped_per_ip(live_server, rel) -> None:
-    h = live_server(max_sessions=3, start_timeout_s=5.0)
+    h = live_server(max_sessions=3, start_timeout_s=5.0, max_unstarted_per_ip=4)
     idle = [connect(h.url, compression=None) for _ in range(3)]  # never send start
     # They hold no session slot: two sessions start next to them (the 4th unstarted
     # connection for a moment, while each opens).

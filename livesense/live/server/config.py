@@ -53,7 +53,7 @@ class ServerConfig:
     stats_interval_s: float = 1.0
     finish_timeout_s: float = 10.0  # reasoner finishing after ``stop``
     max_errors: int = 200  # error events before a session is closed with 1008
-    max_unstarted_per_ip: int = 4  # connections from one address that have not sent ``start``
+    max_unstarted_per_ip: int = 16  # connections from one address that have not sent ``start``
     max_unstarted: int = 64  # ... and from all addresses together
     close_timeout_s: float = 2.0  # waiting for the client's close frame (the slot is free)
     drain_timeout_s: float = 10.0  # SIGTERM: how long sessions get to finish before closing

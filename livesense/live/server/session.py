@@ -326,7 +326,8 @@ class LiveSession:
             x = decode_audio(f.payload, self.cfg.format, 1)
             for err in self.audio.push_packet(f.seq, x, time.perf_counter()):
                 self._enqueue(err)
-            self.server.audio_workers.schedule(self.audio)
+            if self.audio.has_pending():  # short packets may still be gathering
+                self.server.audio_workers.schedule(self.audio)
             await self._backpressure()
         elif f.kind == Kind.VIDEO_IN:
             if self.video is None or not self.cfg.video:

@@ -165,8 +165,12 @@ def _load_resume(
     extra = json.loads((out / CONFIG_NAME).read_text()).get("extra", {})
     try:
         state = torch.load(out / OPTIMIZER_NAME, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
-        raise LivesenseError(f"--resume: cannot read {out / OPTIMIZER_NAME}: {e}") from None
+    except Exception:  # noqa: BLE001 - any unreadable file is a user-facing error
+        # Not torch's message: it advises unpickling untrusted files (weights_only=False).
+        raise LivesenseError(
+            f"--resume: {out / OPTIMIZER_NAME} is not an optimizer state saved by train-binaural "
+            "(corrupt, or written by another program)"
+        ) from None
     return model, extra, state
 
 
