@@ -235,15 +235,7 @@ class JitterBuffer:
                     self._count -= 1
                     self._dropped += 1
                     self._advance()
-            slot = self._next % self.window
-            if self._present[slot]:
-                out = self._data[slot].copy()  # (C, P)
-                self._present[slot] = False
-                self._count -= 1
-                self._played += 1
-                self._advance()
-                self._last[:] = out
-                self._last_real = True
+            if (out := self._play_next()) is not None:
                 self._clean += 1
                 if self.adaptive and self._clean >= self.clean_packets:
                     self._clean = 0
@@ -271,15 +263,7 @@ class JitterBuffer:
             if self._count == 0:
                 return None
             self._started = True
-            slot = self._next % self.window
-            if self._present[slot]:
-                out = self._data[slot].copy()  # (C, P)
-                self._present[slot] = False
-                self._count -= 1
-                self._played += 1
-                self._advance()
-                self._last[:] = out
-                self._last_real = True
+            if (out := self._play_next()) is not None:
                 return out
             if self._hi - self._next < reorder:
                 return None
@@ -288,6 +272,20 @@ class JitterBuffer:
             return self._concealment()
 
     # -- internals (lock held) ----------------------------------------------------------------
+
+    def _play_next(self) -> np.ndarray | None:
+        """The next packet (C, P), taken out and counted ``played``, if it is buffered."""
+        slot = self._next % self.window
+        if not self._present[slot]:
+            return None
+        out = self._data[slot].copy()
+        self._present[slot] = False
+        self._count -= 1
+        self._played += 1
+        self._advance()
+        self._last[:] = out
+        self._last_real = True
+        return out
 
     def _depth(self) -> int:
         return max(0, self._hi - self._next + 1)
