@@ -4,6 +4,7 @@ with error events and a documented close (or ``done``), never a stall."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zlib
@@ -69,24 +70,30 @@ def test_one_sample_packets_end_with_done_and_nothing_lost(live_server, rel) -> 
 def test_a_client_that_stops_reading_is_closed_1008_and_others_go_on(live_server, rel) -> None:
     h = live_server(limits=SessionLimits(max_out_backlog_s=0.5), idle_timeout_s=30.0)
     with rel.Streamer(h, seconds=3.0) as other:
+        before = set(h.st.server.sessions)
         deaf = rel.RawWs(h.port, rcvbuf=4096)  # a small window, and it never reads ...
         deaf.send_text(json.dumps(rel.start_message("f32le")))
+        end = time.monotonic() + 5
+        while not set(h.st.server.sessions) - before and time.monotonic() < end:
+            time.sleep(0.01)
+        (sid,) = set(h.st.server.sessions) - before
         # Backpressure may pause the server's reads for a moment on a loaded machine; only a
-        # long silence means it gave up on us (it then resets the connection at once).
+        # long silence means it gave up on us (it then resets the connection).
         deaf.sock.settimeout(8.0)
         x = np.zeros(480, np.float32)
-        reset = False
-        try:
+        with contextlib.suppress(OSError):  # a reset: the server already gave up on us
             for seq in range(3000):  # 30 s of audio as fast as possible: 11.5 MB of output
                 deaf.send_frame(rel.audio_frame(seq, x, 480 * seq, "f32le"))
-        except OSError:  # the server gave up on us and dropped the connection (a reset
-            reset = True  # discards what it sent last: nothing is left to read)
-        if not reset:  # it is still waiting for its error and close to be read
-            events, code, reason = deaf.read_until_close(10)  # its last words
-            e = rel.Ending(events, code if code is not None else 1006, reason, 0)
+        end = time.monotonic() + 20  # still not reading: the server must give up on its own
+        while sid in h.st.server.sessions and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sid not in h.st.server.sessions, "the server kept a client that does not read"
+        events, code, reason = deaf.read_until_close(5)  # whatever of its last words is left
+        deaf.close()
+        if code is not None:  # no reset: the error event and the close came through
+            e = rel.Ending(events, code, reason, 0)
             rel.check_ending(e, "the client that stopped reading")
             assert e.code == 1008 and "client_not_reading" in e.error_codes, e.describe()
-        deaf.close()
         other.check(P99_MS)
     assert h.wait_sessions(0) == 0
     h.assert_healthy()
