@@ -84,12 +84,8 @@ def _delete(paths: Iterable[Path], option: str) -> None:
         raise ConfigError(f"{option}: cannot replace the earlier outputs: {_reason(e)}") from None
 
 
-def _refuse(path: Path, option: str, found: list[str]) -> ConfigError:
-    shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
-    return ConfigError(
-        f"{option} {path} already holds the outputs of an earlier run ({shown}): add --force "
-        "to replace them, or choose another folder"
-    )
+def _listing(found: list[str], most: int) -> str:
+    return ", ".join(found[:most]) + (", ..." if len(found) > most else "")
 
 
 def prepare_out_dir(
@@ -98,12 +94,13 @@ def prepare_out_dir(
     """The folder ``path`` created and writable, with none of ``outputs`` (file names) in it:
     refused if it has some, unless ``force``, which deletes them."""
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{option} {out} exists and is not a folder")
-    found = [n for n in outputs if os.path.lexists(out / n)]
+    found = [n for n in outputs if os.path.lexists(out / n)]  # none when ``out`` is a file
     if found and not force:
-        raise _refuse(out, option, found)
-    _writable_dir(out, option)
+        raise ConfigError(
+            f"{option} {out} already holds the outputs of an earlier run "
+            f"({_listing(found, 4)}): add --force to replace them, or choose another folder"
+        )
+    _writable_dir(out, option)  # also: a file, or under a file, is an error
     _delete((out / n for n in found), option)
     return out
 
@@ -131,15 +128,12 @@ def prepare_dataset_dir(path: str | Path, option: str, force: bool = False) -> P
     folders), unless ``force``, which deletes the earlier dataset's files and sequence folders
     first (a sequence folder with other files in it is never deleted)."""
     root = Path(path)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"{option} {root} exists and is not a folder")
     parts, foreign = _dataset_parts(root) if root.is_dir() else ([], [])
     found = [str(p.relative_to(root)) for p in parts + foreign]
     if found and not force:
         raise ConfigError(
-            f"{option} {root} already holds a dataset ({', '.join(found[:3])}"
-            f"{', ...' if len(found) > 3 else ''}): add --force to replace it, or choose "
-            "another folder"
+            f"{option} {root} already holds a dataset ({_listing(found, 3)}): add --force to "
+            "replace it, or choose another folder"
         )
     if foreign:
         raise ConfigError(

@@ -30,7 +30,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -78,7 +77,6 @@ class LiveServer:
         self._unstarted: dict[str, int] = {}  # address -> connections that have not started
         self._waiting: set[ServerConnection] = set()  # those connections
         self.draining = False
-        self._background: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self.port = config.port
         self.started = time.monotonic()
@@ -108,19 +106,13 @@ class LiveServer:
         self.draining = True
         if self._server is not None:
             self._server.close(close_connections=False)  # stop listening only
-        for ws in list(self._waiting):
-            self.loop_task(ws.close(CLOSE_GOING_AWAY, "server shutting down"))
+        end = time.monotonic() + (self.config.drain_timeout_s if timeout is None else timeout)
         for session in list(self.sessions.values()):
             session.drain()
-        end = time.monotonic() + (self.config.drain_timeout_s if timeout is None else timeout)
+        closing = [ws.close(CLOSE_GOING_AWAY, "server shutting down") for ws in self._waiting]
+        await asyncio.gather(*closing, return_exceptions=True)
         while (self.sessions or self._waiting) and time.monotonic() < end:
             await asyncio.sleep(0.05)
-
-    def loop_task(self, coro: Any) -> None:
-        """Run ``coro`` in the background (its errors are ignored)."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         """Stop accepting, close every session, stop the workers."""

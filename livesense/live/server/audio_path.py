@@ -10,9 +10,8 @@ lost) and says so in an ``error`` event and in ``stats``. Audio is never dropped
 queue holds more than ``max_pending`` packets' worth of samples the server stops reading the
 socket (TCP backpressure). Packets shorter than a chunk are gathered until a chunk's worth has
 arrived (or ``stop``), so a client sending tiny packets costs one renderer call per chunk, not
-one per packet. A packet
-missing from the sequence is concealed once ``reorder_packets`` newer ones arrived (a late one
-within that window still plays). Pose updates are checked against the session's clock (at most
+one per packet. A packet missing from the sequence is concealed once ``reorder_packets`` newer
+ones arrived (a late one within that window still plays). Pose updates are checked against the session's clock (at most
 ``pose_horizon_s`` ahead) and the listener's head; consecutive ones for the same sample merge.
 
 A renderer that raises fails the path: nothing more is accepted or kept, the client gets an
