@@ -12,7 +12,7 @@ from rich.table import Table
 
 from livesense.audio.metrics import METRIC_KEYS
 from livesense.audio.plot import plot_comparison
-from livesense.cli.options import positive_float, positive_int
+from livesense.cli.options import add_device_options, device_dtype, positive_float, positive_int
 from livesense.cli.progress import ProgressBar
 from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural import bundled_checkpoint
@@ -62,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="score only the first S seconds of each sequence",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_options(p.add_argument_group("device"))
 
 
 def format_table(res: EvalResult) -> Table:
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--dsp-only and --temperature exclude each other")
     elif checkpoint is None:
         checkpoint = bundled_checkpoint()
+    device, dtype = device_dtype(args)
     with ProgressBar("eval-binaural", None, "items", not args.no_progress) as bar:
         res = evaluate_dataset(
             args.data,
@@ -95,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             keep=args.plot_sequence if args.plot else None,
             on_progress=bar.count,
+            device=device,
+            dtype=dtype,
         )
     Console().print(format_table(res))
     if args.plot and res.kept:

@@ -13,9 +13,11 @@ import torch
 from livesense.audio.geometry import Pose
 from livesense.audio.trajectory import Trajectory, ring_point
 from livesense.cli.options import (
+    add_device_options,
     add_neural_options,
     add_pose_options,
     build_renderer,
+    close_renderer,
     float_in,
     reject_unused,
 )
@@ -24,7 +26,7 @@ from livesense.cli.outputs import FORCE_HELP, MIC_OUTPUTS, prepare_out_dir
 from livesense.errors import ConfigError
 from livesense.live.devices import describe_devices, resolve_device
 from livesense.live.mic import MicConfig, MicLoop
-from livesense.models.binaural import NeuralBinauralRenderer, live_block
+from livesense.models.binaural import SlotStream, live_block
 
 DESCRIPTION = """\
 Render the microphone to binaural stereo on the headphones in real time. The PortAudio \
@@ -75,6 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_neural_options(g)
     add_pose_options(g, poses_file=False)
+    add_device_options(p.add_argument_group("device"))
 
 
 class KeyControl:
@@ -149,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
     in_dev = resolve_device(args.input, "input")
     out_dev = None if args.no_output else resolve_device(args.output, "output")
     renderer, speaker, listener = build_renderer(args, sample_rate, live=True)
-    neural = isinstance(renderer, NeuralBinauralRenderer)
-    if neural:
+    neural = isinstance(renderer, SlotStream)
+    if neural and renderer.engine.device.type == "cpu":
         torch.set_num_threads(1)  # small convs: one thread is faster and steadier here
     cfg = MicConfig(
         sample_rate=sample_rate,
@@ -168,7 +171,10 @@ def run(args: argparse.Namespace) -> int:
         keys = "" if args.orbit else "keys: a/d left/right, w/s closer/farther, q quit; "
         print(f"rendering the microphone ({keys}Ctrl-C stops)", file=sys.stderr)
     gc.freeze()  # what is loaded now lives on: full collections skip it (no 100 ms pauses live)
-    stats = loop.run()
+    try:
+        stats = loop.run()
+    finally:
+        close_renderer(renderer)
     if not args.quiet:
         latency = (
             f"{stats.measured_latency_ms_p50:.0f} ms (p50, measured)"

@@ -11,6 +11,8 @@ import math
 import sys
 from collections.abc import Callable
 
+import torch
+
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
 from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose, source_direction
 from livesense.audio.hrtf import load_hrirs
@@ -22,15 +24,19 @@ from livesense.audio.trajectory import (
     Trajectory,
 )
 from livesense.errors import ConfigError
-from livesense.models.binaural import NeuralBinauralRenderer, NfePolicy, load_model
+from livesense.models.binaural import NfePolicy, RenderEngine, SlotStream, load_model
+from livesense.models.devices import DTYPES, parse_device, parse_dtype
 from livesense.streaming.processor import StreamProcessor
 
 __all__ = [
     "MAX_POSITION_M",
     "SAMPLE_RATES",
+    "add_device_options",
     "add_neural_options",
     "add_pose_options",
     "build_renderer",
+    "close_renderer",
+    "device_dtype",
     "float_in",
     "int_in",
     "parse_pose",
@@ -163,6 +169,41 @@ def add_neural_options(g: argparse._ArgumentGroup) -> None:
     )
 
 
+def add_device_options(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``: where and in what precision the models run."""
+    g.add_argument(
+        "--device",
+        default="auto",
+        metavar="auto|cpu|cuda[:N]",
+        help="where the neural renderer and the video reasoner run: auto (default) is the "
+        "first CUDA GPU when there is one, else the CPU",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="model precision: the neural renderer defaults to float32 (bfloat16 halves its "
+        "memory and on a GPU its time; norm statistics, the solver and the STFT stay float32); "
+        "the video reasoner defaults to bfloat16 on CUDA and float32 on the CPU",
+    )
+
+
+def device_dtype(
+    args: argparse.Namespace, default: torch.dtype | None = torch.float32
+) -> tuple[torch.device, torch.dtype | None]:
+    """The ``--device`` / ``--dtype`` of ``args`` (``default`` when --dtype is not given)."""
+    dev = parse_device(getattr(args, "device", "auto"))
+    name = getattr(args, "dtype", None)
+    return dev, (default if name is None else parse_dtype(name))
+
+
+def close_renderer(processor: StreamProcessor) -> None:
+    """Stop the engine behind a neural renderer of :func:`build_renderer` (no-op otherwise)."""
+    if isinstance(processor, SlotStream):
+        processor.close()
+        processor.engine.close()
+
+
 def parse_pose(text: str | None, option: str, default: Pose) -> Pose:
     """A ``--*-pose`` value (``default`` when not given); the option is named in errors."""
     if text is None:
@@ -222,9 +263,10 @@ def build_renderer(
     args: argparse.Namespace, sample_rate: int, live: bool = False
 ) -> tuple[StreamProcessor, Trajectory | None, Trajectory | None]:
     """The audio processor ``--renderer`` names and the speaker/listener trajectories of the
-    pose options. ``live``: a device that cannot wait, so the neural renderer lowers its
-    evaluations when a block renders too slowly (unless ``--nfe`` fixes them). Options that
-    the chosen renderer would ignore are errors."""
+    pose options. The neural renderer is a one-slot :class:`RenderEngine` stream on
+    ``--device`` in ``--dtype`` (:func:`close_renderer` stops it). ``live``: a device that
+    cannot wait, so the neural renderer lowers its evaluations when a block renders too slowly
+    (unless ``--nfe`` fixes them). Options that the chosen renderer would ignore are errors."""
     reject_unused(args)
     if args.renderer == "passthrough":
         return stft_roundtrip(StftConfig(sample_rate=sample_rate)), None, None
@@ -251,10 +293,10 @@ def build_renderer(
                 f"the checkpoint renders {model.config.sample_rate} Hz, not {sample_rate} Hz"
             )
         policy = NfePolicy() if live and args.nfe is None else None
-        renderer = NeuralBinauralRenderer(
-            model, speaker=speaker, listener=listener, nfe=args.nfe, policy=policy
-        )
-        return renderer, speaker, listener
+        device, dtype = device_dtype(args)
+        assert dtype is not None
+        engine = RenderEngine(model, 1, nfe=args.nfe, device=device, dtype=dtype, policy=policy)
+        return engine.open(speaker, listener), speaker, listener
     hrirs = load_hrirs(args.hrtf, sample_rate)
     config = DspRendererConfig(sample_rate=sample_rate)
     return DspBinauralRenderer(speaker, listener, hrirs=hrirs, config=config), speaker, listener

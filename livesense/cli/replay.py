@@ -8,9 +8,12 @@ from pathlib import Path
 from livesense.audio.plot import plot_binaural
 from livesense.cli.options import (
     SAMPLE_RATES,
+    add_device_options,
     add_neural_options,
     add_pose_options,
     build_renderer,
+    close_renderer,
+    device_dtype,
     float_in,
     int_in,
     reject_unused,
@@ -22,7 +25,7 @@ from livesense.cli.signals import graceful_stop
 from livesense.errors import ConfigError
 from livesense.live.replay import FileReplaySource, ReplayConfig, ReplayPipeline
 from livesense.media.audio import read_audio
-from livesense.models.binaural import NeuralBinauralRenderer, live_block
+from livesense.models.binaural import SlotStream, live_block
 from livesense.models.vlm import load_vlm
 from livesense.streaming.pipeline import PipelineStats
 from livesense.video.questions import load_questions
@@ -96,6 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write DIR/binaural.png: left/right spectrograms, ILD over time, trajectory",
     )
+    add_device_options(p.add_argument_group("device"))
     v = p.add_argument_group("video reasoning")
     v.add_argument(
         "--vlm",
@@ -134,7 +138,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _reasoner_tap(args: argparse.Namespace, out_dir: Path, realtime: bool) -> ReasonerTap:
     """The VLM and questions chosen by --vlm/--questions (clear errors if they fail)."""
     questions = load_questions(args.questions).questions if args.questions else []
-    backend = load_vlm(args.vlm)
+    device, dtype = device_dtype(args, None)
+    backend = load_vlm(args.vlm, str(device), dtype)
     config = ReasonerConfig(fps=args.vlm_fps, segment_seconds=args.segment_seconds)
     return ReasonerTap(backend, config, out_dir, questions, realtime=realtime)
 
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     processor, speaker, listener = build_renderer(args, args.sample_rate)
     if args.chunk_ms is not None:
         chunk_samples = round(args.chunk_ms * args.sample_rate / 1000.0)
-    elif isinstance(processor, NeuralBinauralRenderer):
+    elif isinstance(processor, SlotStream):
         chunk_samples = live_block(processor.config)
     else:
         chunk_samples = round(_DEFAULT.chunk_samples * args.sample_rate / _DEFAULT.sample_rate)
@@ -226,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
                 behind.check(stats.audio_seconds, stats.rtf)
     finally:
         source.close()
+        close_renderer(processor)
         if tap is not None:
             done = tap.finish(interrupted=stats is None or stats.interrupted)
             if stats is not None:

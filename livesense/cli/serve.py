@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 
 import torch
 
-from livesense.cli.options import add_neural_options, warn_untrained
+from livesense.cli.options import (
+    add_device_options,
+    add_neural_options,
+    device_dtype,
+    warn_untrained,
+)
 from livesense.errors import ConfigError
 from livesense.live.engines import DspEngine, Engines, NeuralEngine, RendererEngine, reasoner_engine
 from livesense.live.server.app import LiveServer
@@ -24,7 +29,7 @@ from livesense.live.server.protocol import PATH
 DESCRIPTION = """\
 Serve live sessions on ws://HOST:PORT/v1/session and the browser client on http://HOST:PORT/. \
 Without --token a random token is generated and printed. One copy of each model serves every \
-session; rendering runs on audio worker threads, the video reasoner on a thread pool. SIGTERM or Ctrl-C stops accepting and lets every session finish (its audio rendered and sent, then "done", close code 1001) before exiting 0 (SIGTERM) or 130 (Ctrl-C); a second signal stops at once."""
+session: every neural session renders in a slot of one batched engine (one network call per tick for all of them, on --device), the video reasoner on a thread pool. SIGTERM or Ctrl-C stops accepting and lets every session finish (its audio rendered and sent, then "done", close code 1001) before exiting 0 (SIGTERM) or 130 (Ctrl-C); a second signal stops at once."""
 
 _DEFAULT = ServerConfig()
 
@@ -82,6 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"default {d.max_session_s / 3600:g} h",
     )
     add_neural_options(p.add_argument_group("neural renderer"))
+    add_device_options(p.add_argument_group("device"))
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -106,6 +112,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_origins=tuple(o.rstrip("/") for o in args.allow_origin),
         idle_timeout_s=args.idle_timeout,
         max_session_s=args.max_session,
+        # every session can have a block waiting in the neural engine's next tick at once
+        audio_threads=max(_DEFAULT.audio_threads, args.max_sessions),
     )
 
 
@@ -115,16 +123,20 @@ def build_engines(args: argparse.Namespace, cfg: ServerConfig) -> Engines:
     reasoner of ``--vlm``."""
     warn_untrained(args)
     dsp = DspEngine()
+    device, dtype = device_dtype(args, None)
 
     def neural() -> NeuralEngine:
-        return NeuralEngine(args.checkpoint, args.random_weights, args.nfe, dsp=dsp)
+        return NeuralEngine(
+            args.checkpoint, args.random_weights, args.nfe, dsp=dsp,
+            capacity=cfg.max_sessions, device=device, dtype=dtype or torch.float32,
+        )  # fmt: skip
 
     eager = cfg.renderer == "neural" or args.checkpoint or args.random_weights
     renderers: dict[str, RendererEngine | Callable[[], RendererEngine]] = {
         "dsp": dsp,
         "neural": neural() if eager else neural,
     }
-    return Engines(renderers, reasoner_engine(args.vlm))
+    return Engines(renderers, reasoner_engine(args.vlm, device=device, dtype=dtype))
 
 
 def run(args: argparse.Namespace) -> int:

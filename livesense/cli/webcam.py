@@ -14,14 +14,21 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from livesense.cli.options import add_neural_options, add_pose_options, build_renderer
+from livesense.cli.options import (
+    add_device_options,
+    add_neural_options,
+    add_pose_options,
+    build_renderer,
+    close_renderer,
+    device_dtype,
+)
 from livesense.cli.options import positive_float as pos_float
 from livesense.cli.outputs import FORCE_HELP, WEBCAM_OUTPUTS, prepare_out_dir
 from livesense.errors import ConfigError, LivesenseError
 from livesense.live.camera import CameraSource, CameraSpec
 from livesense.live.devices import resolve_device
 from livesense.live.mic import MicConfig, MicLoop
-from livesense.models.binaural import NeuralBinauralRenderer, live_block
+from livesense.models.binaural import SlotStream, live_block
 from livesense.models.vlm import load_vlm
 from livesense.streaming.frames import Question, TextEvent, VideoFrame
 from livesense.video.reasoner import ReasonerConfig, VideoReasoner
@@ -82,6 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--renderer", choices=("dsp", "neural"), default="dsp", help="dsp (default)")
     add_neural_options(g)
     add_pose_options(g, poses_file=False)
+    add_device_options(p.add_argument_group("device"))
 
 
 # options of the microphone path: without --mic nothing would use them
@@ -142,7 +150,7 @@ class EventView:
 def _mic_loop(args: argparse.Namespace, record: Path | None) -> MicLoop:
     in_dev, out_dev = resolve_device(args.input, "input"), resolve_device(args.output, "output")
     renderer, _, _ = build_renderer(args, MicConfig.sample_rate, live=True)
-    block = live_block(renderer.config) if isinstance(renderer, NeuralBinauralRenderer) else None
+    block = live_block(renderer.config) if isinstance(renderer, SlotStream) else None
     return MicLoop(
         renderer, MicConfig(duration_s=args.duration, render_block=block), in_dev, out_dev, record
     )
@@ -170,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         sink[0].submit_frame(frame)
 
     camera = CameraSource(spec, on_frame, duration=args.duration)
-    backend = load_vlm(args.vlm)
+    device, dtype = device_dtype(args, None)
+    backend = load_vlm(args.vlm, str(device), dtype)
     view = EventView(args.quiet)
     writer = TranscriptWriter(record / "transcript.jsonl") if record else None
 
@@ -224,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
             mic.stop("interrupted" if interrupted else "camera ended")
             if audio_thread is not None:
                 audio_thread.join(timeout=10)
+            close_renderer(mic.renderer)
         if interrupted:
             reasoner.close()
             rstats = reasoner.stats()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 from livesense.audio.dsp_renderer import DspBinauralRenderer, DspRendererConfig
 from livesense.audio.geometry import Pose
@@ -24,14 +25,14 @@ from livesense.audio.hrtf import load_hrirs
 from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural import (
     FallbackRenderer,
-    NeuralBinauralRenderer,
     NfePolicy,
-    live_block,
+    RenderEngine,
+    SlotStream,
     load_model,
 )
 from livesense.models.binaural.unet import BinauralFlowUNet
+from livesense.models.devices import parse_device
 from livesense.models.vlm import load_vlm
-from livesense.streaming.adapters import Rechunk
 from livesense.streaming.frames import PoseUpdate, Question, TextEvent, VideoFrame
 from livesense.streaming.processor import PoseTarget, StreamProcessor, to_numpy
 from livesense.video.reasoner import ReasonerConfig, ReasonerStats, VideoReasoner
@@ -69,16 +70,33 @@ class SessionRenderer:
     """
 
     def __init__(
-        self, processor: StreamProcessor, name: str, fallback: FallbackRenderer | None = None
+        self,
+        processor: StreamProcessor,
+        name: str,
+        fallback: FallbackRenderer | None = None,
+        stream: SlotStream | None = None,
     ):
         if not isinstance(processor, PoseTarget):
             raise TypeError(f"{type(processor).__name__} takes no pose updates")
         self.processor = processor
         self.name = name
         self.fallback = fallback
+        self.stream = stream  # the engine slot this session renders in (neural)
         self.latency = processor.latency
         self.granularity = processor.granularity
         self.degraded = False
+
+    def close(self) -> None:
+        """Free what the session holds in a shared engine (its slot); idempotent."""
+        if self.stream is not None:
+            self.stream.close()
+
+    def engine_stats(self) -> dict[str, object] | None:
+        """The shared engine's figures (device, dtype, eager/graph, batch sizes) and this
+        session's slot; None for a renderer of its own (DSP)."""
+        if self.stream is None:
+            return None
+        return {"slot": self.stream.slot, **self.stream.engine.stats.to_dict()}
 
     def step(self, x: np.ndarray) -> np.ndarray | None:
         y = self.processor.step(x)
@@ -134,15 +152,18 @@ class DspEngine:
 
 
 class NeuralEngine:
-    """The BinauralFlow renderer: one model shared by all sessions; each session gets its own
-    streaming state (buffer bank), an NFE policy that lowers evaluations under load and a
-    click-free fallback to the DSP renderer (:meth:`SessionRenderer.degrade`).
+    """The BinauralFlow renderer: one model and one batched
+    :class:`~livesense.models.binaural.RenderEngine` shared by all sessions. Each session
+    takes an engine slot (its streaming state on the engine's device), so every session's next
+    block is rendered in one batched call per tick; an NFE policy lowers evaluations for all
+    slots when ticks fall behind (unless ``nfe`` fixes them), and each session keeps its
+    click-free fallback to the DSP renderer (:meth:`SessionRenderer.degrade`). When every slot
+    is taken a new session gets the DSP renderer.
 
     ``model`` is used as given; otherwise ``checkpoint`` (a directory or ``model.safetensors``
     saved by the training code) or, with neither, the bundled ``small`` model of the demo room;
     ``random_weights`` (without a checkpoint) builds an untrained ``small`` model instead
-    (meaningless audio, for testing). Sessions are rendered in blocks of
-    :func:`~livesense.models.binaural.live_block` samples.
+    (meaningless audio, for testing). ``capacity`` slots on ``device`` in ``dtype``.
     """
 
     name = "neural"
@@ -155,26 +176,38 @@ class NeuralEngine:
         sample_rate: int = 48000,
         model: BinauralFlowUNet | None = None,
         dsp: DspEngine | None = None,
+        capacity: int = 8,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
     ):
-        self.model = model if model is not None else load_model(checkpoint, random_weights)
-        self.config = self.model.config
-        if self.config.sample_rate != sample_rate:
+        model = model if model is not None else load_model(checkpoint, random_weights)
+        if model.config.sample_rate != sample_rate:
             raise ConfigError(
-                f"checkpoint renders {self.config.sample_rate} Hz, the session needs {sample_rate}"
+                f"checkpoint renders {model.config.sample_rate} Hz, the session needs {sample_rate}"
             )
         self.sample_rate = sample_rate
         self.nfe = nfe
-        self.block = live_block(self.config)
         self.dsp = dsp if dsp is not None else DspEngine(sample_rate=sample_rate)
+        policy = NfePolicy() if nfe is None else None
+        self.engine = RenderEngine(
+            model, capacity, nfe=nfe, device=parse_device(device), dtype=dtype, policy=policy
+        )
+        self.model, self.config = self.engine.model, self.engine.config
+        self.block = self.engine.block
 
     def create(self, speaker: Pose, listener: Pose, sample_rate: int) -> SessionRenderer:
         if sample_rate != self.sample_rate:
             raise ConfigError(f"neural engine runs at {self.sample_rate} Hz, not {sample_rate}")
-        neural = NeuralBinauralRenderer(
-            self.model, speaker=speaker, listener=listener, nfe=self.nfe, policy=NfePolicy()
-        )
-        fallback = FallbackRenderer(neural, self.dsp.renderer(speaker, listener))
-        return SessionRenderer(Rechunk(fallback, self.block), self.name, fallback)
+        try:
+            stream = self.engine.open(speaker, listener)
+        except LivesenseError as e:  # EngineFull, or an engine that failed
+            log.warning("neural renderer: %s; this session gets the DSP renderer", e)
+            return self.dsp.create(speaker, listener, sample_rate)
+        fallback = FallbackRenderer(stream, self.dsp.renderer(speaker, listener))
+        return SessionRenderer(fallback, self.name, fallback, stream)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 # --------------------------------------------------------------------------- reasoners
@@ -345,16 +378,22 @@ class VideoReasonerEngine:
         return _VideoReasonerHandle(self._make(on_event), self._finish_timeout)
 
 
-def reasoner_engine(name: str, config: ReasonerConfig | None = None) -> ReasonerEngine:
+def reasoner_engine(
+    name: str,
+    config: ReasonerConfig | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> ReasonerEngine:
     """The reasoner of ``--vlm NAME``: ``none``, ``fake`` (test stand-in) or a transformers VLM
     (``tiny``, a model id or a local folder) loaded once; every session then gets its own
-    :class:`VideoReasoner` (its own cache and workers) over the shared weights. Raises a
+    :class:`VideoReasoner` (its own cache and workers) over the shared weights, on ``device``
+    in ``dtype`` (defaults: CUDA when there is one, bf16 there, float32 on the CPU). Raises a
     :class:`~livesense.errors.LivesenseError` with how to get the model if it cannot load."""
     if name == "none":
         return NullReasoner()
     if name == "fake":
         return FakeReasoner()
-    backend = load_vlm(name)
+    backend = load_vlm(name, None if device is None else str(device), dtype)
     cfg = config or ReasonerConfig()
 
     def make(on_event: EventCallback) -> VideoReasoner:

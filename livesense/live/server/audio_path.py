@@ -309,4 +309,5 @@ class AudioPath:
                 deadline_misses=self.deadline_misses,
                 backlog_ms=round(1000.0 * self._pending_samples / self.cfg.sample_rate, 1),
                 packets=PacketStats(js.received, js.lost, js.late, js.duplicates, js.resyncs),
+                engine=self.renderer.engine_stats(),
             )

@@ -82,6 +82,7 @@ class AudioStats:
     deadline_misses: int
     backlog_ms: float
     packets: PacketStats
+    engine: dict[str, Any] | None = None  # shared engine: slot, device, dtype, mode, batches
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

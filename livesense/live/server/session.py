@@ -182,6 +182,13 @@ class LiveSession:
         renderer = await self.loop.run_in_executor(
             None, engine.create, cfg.speaker, cfg.listener, cfg.sample_rate
         )
+        if renderer.name != engine.name:  # the engine had no room (every slot taken)
+            warnings.append(
+                ErrorEvent(
+                    ErrorCode.RENDERER_UNAVAILABLE,
+                    f"the {engine.name} renderer is full; using {renderer.name}",
+                )
+            )
         self.audio = AudioPath(
             self.id, cfg, renderer, self.limits, self.emit,
             lambda: self._threadsafe(self._resume.set),
@@ -430,6 +437,7 @@ class LiveSession:
         self._closed = True
         if self.audio is not None:
             self.audio.closed = True
+            self.audio.renderer.close()  # frees a shared engine slot now
         if self.video is not None:
             self.video.stop()
         h, self.handle = self.handle, None

@@ -25,9 +25,9 @@ DSP prior. With ``config.prior == "dsp"`` each slot's mono first goes through it
 renderer (:mod:`.dsp_prior`; latency 0, the same poses), and the STFT roundtrip carries that
 two-ear render: the prior's centre and the network's conditioning. Timing is unchanged.
 
-Noise. The prior noise of frame ``i`` of a stream is ``randn(4, F)`` from
-``torch.Generator().manual_seed(noise_seed(seed, i))`` (:mod:`.flow`): keyed by the frame index,
-so chunking, batching and NFE changes never change which noise a frame gets. Sampling scales it
+Noise. The prior noise of frame ``i`` of a stream is :func:`~.flow.frame_noise` of (seed, i): a
+counter-based generator keyed by the frame index, so chunking, batching and NFE changes never
+change which noise a frame gets, and all slots' noise is made in one vectorised call. Sampling scales it
 by ``sigma * temperature`` (``config.temperature``; training always uses ``sigma``).
 
 Poses. Frame ``i`` uses the speaker/listener poses at its newest sample ``(i + 1) * hop - 1``
@@ -50,7 +50,7 @@ from livesense.audio.trajectory import PoseControlled, PoseSchedule, Trajectory,
 from livesense.errors import ConfigError
 from livesense.models.binaural.bank import BufferBanks, PlanBank
 from livesense.models.binaural.dsp_prior import DspPrior
-from livesense.models.binaural.flow import channels_to_spec, noise_seed, prior, spec_to_channels
+from livesense.models.binaural.flow import channels_to_spec, frame_noise, prior, spec_to_channels
 from livesense.models.binaural.layers import StreamState
 from livesense.models.binaural.nfe import NfePolicy
 from livesense.models.binaural.solvers import make_plan, solve
@@ -421,14 +421,8 @@ class BatchedNeuralRenderer(StreamProcessor, PoseControlled):
 
     def _noise(self, frame: int, n: int, n_bins: int) -> torch.Tensor:
         """Prior noise (N, 4, F, n), keyed by (slot seed, slot-local frame index)."""
-        out = torch.empty(self.slots, 4, n_bins, n)
-        g = torch.Generator()
-        for s in range(self.slots):
-            local = frame - self._frame0[s]
-            for i in range(n):
-                g.manual_seed(noise_seed(self._seed[s], local + i))
-                out[s, :, :, i] = torch.randn(4, n_bins, generator=g)
-        return out
+        local = frame - torch.tensor(self._frame0)[:, None] + torch.arange(n)  # (N, n)
+        return frame_noise(torch.tensor(self._seed), local, n_bins)
 
     def _poses(self, frame: int, n: int) -> torch.Tensor:
         """Speaker + listener poses (N, 14, n) at each frame's newest sample."""

@@ -1,7 +1,7 @@
 """Evaluate binaural renderers on a dataset (``livesense eval-binaural``).
 
 Every sequence of ``DIR/test`` (or ``DIR`` when it has no ``test/``) is rendered from its mono
-with the neural renderer as deployed (streaming :class:`NeuralBinauralRenderer` on the
+with the neural renderer as deployed (a :class:`~.engine.RenderEngine` stream on the
 sequence's speaker and listener trajectories; ``rx_positions.txt`` moves the listener) and with
 the DSP baseline (:class:`DspBinauralRenderer`: direct-path HRTF, no room); without
 ``--checkpoint`` the bundled model is evaluated (``--dsp-only``: the baseline alone). The metrics of
@@ -25,7 +25,7 @@ from livesense.audio.hrtf import HrirSet, load_hrirs
 from livesense.audio.metrics import average_weighted, evaluate_pair
 from livesense.errors import ConfigError, LivesenseError
 from livesense.models.binaural.checkpoint import load_checkpoint
-from livesense.models.binaural.renderer import NeuralBinauralRenderer
+from livesense.models.binaural.engine import RenderEngine
 from livesense.streaming.processor import to_numpy
 
 __all__ = ["EvalResult", "evaluate_dataset", "find_test_dir", "render_neural"]
@@ -82,13 +82,16 @@ def evaluate_dataset(
     temperature: float | None = None,
     keep: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> EvalResult:
     """Render and score every test sequence (module docstring).
 
     ``max_seconds``: only the first ``max_seconds`` of each sequence are rendered and scored.
     ``temperature``: overrides the checkpoint's sampling temperature. ``keep``: the name of a
     sequence whose renders are kept in :attr:`EvalResult.kept` (target, neural, dsp) for a
-    picture ("" = the first). ``on_progress(done, total)`` after each sequence."""
+    picture ("" = the first). ``on_progress(done, total)`` after each sequence. The neural
+    renders run through a :class:`~.engine.RenderEngine` slot on ``device`` in ``dtype``."""
     if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
         raise ConfigError(f"--max-seconds must be positive, got {max_seconds}")
     if nfe is not None and nfe <= 0:
@@ -106,6 +109,7 @@ def evaluate_dataset(
         if temperature is not None:
             model.config = mcfg.replace(temperature=temperature)
     ds = BinauralDataset(root, None, SAMPLE_RATE, random_crop=False)
+    engine = None if model is None else RenderEngine(model, 1, nfe=nfe, device=device, dtype=dtype)
     hr = hrirs if hrirs is not None else load_hrirs(None, SAMPLE_RATE)
     neural_rows: list[tuple[dict[str, float], int]] = []
     dsp_rows: list[tuple[dict[str, float], int]] = []
@@ -125,7 +129,7 @@ def evaluate_dataset(
         row: dict[str, Any] = {"sequence": info.name, "samples": n}
         pred = None
         if model is not None:
-            pred = render_neural(model, mono, tx, rx, nfe)
+            pred = render_neural(engine, mono, tx, rx)
             m = evaluate_pair(pred, target, SAMPLE_RATE)
             neural_rows.append((m, n))
             row["neural"] = m
@@ -138,6 +142,8 @@ def evaluate_dataset(
         per_seq.append(row)
         if on_progress is not None:
             on_progress(i + 1, len(ds.sequences))
+    if engine is not None:
+        engine.close()
     total = sum(n for _, n in dsp_rows)
     return EvalResult(
         neural=average_weighted(neural_rows) if neural_rows else None,
@@ -154,9 +160,13 @@ def evaluate_dataset(
 
 
 def render_neural(
-    model: Any, mono: np.ndarray, speaker: Any, listener: Any, nfe: int | None = None
+    engine: RenderEngine, mono: np.ndarray, speaker: Any, listener: Any
 ) -> np.ndarray:
-    """The deployed streaming render of mono ``(1, n)`` -> ``(2, n)`` float64."""
-    r = NeuralBinauralRenderer(model, speaker=speaker, listener=listener, nfe=nfe)
-    with torch.inference_mode():
-        return to_numpy(r.process(mono), np.float64)
+    """The deployed streaming render of mono ``(1, n)`` -> ``(2, n)`` float64: one engine slot,
+    the whole clip stepped and flushed (equal to :class:`NeuralBinauralRenderer` on the CPU)."""
+    stream = engine.open(speaker, listener)
+    try:
+        parts = [stream.step(mono), stream.flush()]
+    finally:
+        stream.close()
+    return np.concatenate([to_numpy(p, np.float64) for p in parts if p is not None], axis=1)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ __all__ = [
     "batch_features",
     "channels_to_spec",
     "flow_matching_loss",
+    "frame_noise",
     "noise_seed",
     "prior",
     "spec_to_channels",
@@ -71,6 +73,54 @@ def noise_seed(seed: int, index: int) -> int:
     """The generator seed of noise ``index`` (a frame, a training step) of stream ``seed``:
     keyed by the index, so chunking, batching and resuming never change which noise it gets."""
     return (int(seed) * NOISE_KEY + int(index)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+_M32 = 0xFFFF_FFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """Wellons' lowbias32 integer hash on int64 tensors holding values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def _signed32(x: int) -> int:
+    return x - (1 << 32) if x >= 1 << 31 else x
+
+
+_K1, _K2, _K3 = _signed32(0x7FEB352D), _signed32(0x846CA68B), _signed32(0x85EBCA6B)
+
+
+def _mix32_wrap(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 on int32 tensors (two's complement wrap-around; logical shifts by masking):
+    the same bits as :func:`_mix32`, at a quarter of the cost of int64 arithmetic."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _K1
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * _K2
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def frame_noise(seeds: torch.Tensor, frames: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Standard normal prior noise ``(S, 4, n_bins, n)`` of frames ``frames`` (S, n) of
+    streams ``seeds`` (S,), made on the tensors' device by a counter-based generator: an
+    integer hash of (seed, frame index, element), then Box-Muller. A frame's noise depends
+    only on its stream's seed and its index, so chunking, batching, slot order and NFE changes
+    never change which noise it gets, and no generator is seeded per frame."""
+    s = seeds.to(torch.int64)
+    key = _mix32((s ^ (s >> 32)) & _M32)  # (S,)
+    f = frames.to(torch.int64)
+    h = _mix32(key[:, None] ^ _mix32((f * 0x9E3779B9) & _M32))  # (S, n) in [0, 2**32)
+    h = torch.where(h >= 1 << 31, h - (1 << 32), h).to(torch.int32)
+    c = torch.arange(8 * n_bins, dtype=torch.int32, device=frames.device) * _K3
+    u = _mix32_wrap(_mix32_wrap(h[..., None] + c) ^ 0x5BD1E995)  # (S, n, 8F): 2 per element
+    u = ((u >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))  # [0, 1), 24 bits
+    u1, u2 = 1.0 - u[..., 0::2], u[..., 1::2]  # u1 in (0, 1]
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)  # (S, n, 4F)
+    return z.reshape(*f.shape, 4, n_bins).permute(0, 2, 3, 1)  # (S, 4, F, n)
 
 
 def prior(cond: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:

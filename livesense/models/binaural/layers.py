@@ -90,6 +90,8 @@ class FrameGroupNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16):  # statistics in float32
+            return self.forward(x.float()).to(x.dtype)
         b, c, f, t = x.shape
         xg = x.reshape(b, self.groups, (c // self.groups) * f, t)  # (B, G, C/G * F, T)
         # Two-pass mean/variance: much faster on CPU than var_mean over a strided axis.

@@ -104,7 +104,7 @@ class BinauralFlowUNet(nn.Module):
 
     def init_hist(self, batch: int) -> list[torch.Tensor]:
         """Zero past activations (one :class:`StreamState` ``hist``) for ``batch`` streams."""
-        p = next(self.parameters())
+        p = self.in_conv.conv.weight  # the trunk's dtype (conditioning may be float32)
         return [
             torch.zeros(batch, m.c_in, m.f_in, m.k_t - 1, dtype=p.dtype, device=p.device)
             for m in self.causal_convs
@@ -112,7 +112,7 @@ class BinauralFlowUNet(nn.Module):
 
     def init_scratch(self, batch: int, max_frames: int) -> list[torch.Tensor]:
         """Work space for chunks of up to ``max_frames`` frames (shared by a renderer's banks)."""
-        p = next(self.parameters())
+        p = self.in_conv.conv.weight  # the trunk's dtype (conditioning may be float32)
         return [
             torch.zeros(
                 batch, m.c_in, m.f_in, m.k_t - 1 + max_frames, dtype=p.dtype, device=p.device
@@ -142,8 +142,9 @@ class BinauralFlowUNet(nn.Module):
                 raise ValueError("pass poses (B, 14, T) or pose_emb")
             pose_emb = self.cond.embed_poses(poses)  # (B, T, E)
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
-            t = torch.full((b,), float(t), dtype=x_t.dtype, device=x_t.device)
-        emb = self.cond(t, pose_emb)  # (B, T, E)
+            t = torch.full((b,), float(t), dtype=pose_emb.dtype, device=x_t.device)
+        # The conditioning may run in float32 under a low-precision trunk (the engine's bf16).
+        emb = self.cond(t, pose_emb).to(x_t.dtype)  # (B, T, E)
         h = self.in_conv(torch.cat([x_t, cond], dim=1), state)  # (B, C0, F, T)
         skips: list[torch.Tensor] = []
         for lvl, blocks in enumerate(self.down_blocks):
