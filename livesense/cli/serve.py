@@ -112,8 +112,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_origins=tuple(o.rstrip("/") for o in args.allow_origin),
         idle_timeout_s=args.idle_timeout,
         max_session_s=args.max_session,
-        # every session can have a block waiting in the neural engine's next tick at once
-        audio_threads=max(_DEFAULT.audio_threads, args.max_sessions),
     )
 
 
@@ -129,6 +127,7 @@ def build_engines(args: argparse.Namespace, cfg: ServerConfig) -> Engines:
         return NeuralEngine(
             args.checkpoint, args.random_weights, args.nfe, dsp=dsp,
             capacity=cfg.max_sessions, device=device, dtype=dtype or torch.float32,
+            process=device.type == "cpu",
         )  # fmt: skip
 
     eager = cfg.renderer == "neural" or args.checkpoint or args.random_weights
@@ -143,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or Ctrl-C; then drain (see DESCRIPTION)."""
     cfg = config_from_args(args)
     engines = build_engines(args, cfg)
-    torch.set_num_threads(1)  # sessions run on several audio workers: no oversubscription
+    # On the CPU the neural engine's network runs in its own process (the cores are its);
+    # what torch work stays here (the video reasoner) gets one thread, no oversubscription.
+    torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     server = LiveServer(cfg, engines)
     gc.freeze()  # the loaded models live on: full collections skip them (no long pauses live)

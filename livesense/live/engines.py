@@ -163,7 +163,9 @@ class NeuralEngine:
     ``model`` is used as given; otherwise ``checkpoint`` (a directory or ``model.safetensors``
     saved by the training code) or, with neither, the bundled ``small`` model of the demo room;
     ``random_weights`` (without a checkpoint) builds an untrained ``small`` model instead
-    (meaningless audio, for testing). ``capacity`` slots on ``device`` in ``dtype``.
+    (meaningless audio, for testing). ``capacity`` slots on ``device`` in ``dtype``;
+    ``process``: on the CPU, run the network in a child process (what ``serve`` does: a busy
+    event loop would otherwise hold up every torch op on the GIL).
     """
 
     name = "neural"
@@ -179,6 +181,7 @@ class NeuralEngine:
         capacity: int = 8,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        process: bool = False,
     ):
         model = model if model is not None else load_model(checkpoint, random_weights)
         if model.config.sample_rate != sample_rate:
@@ -190,8 +193,9 @@ class NeuralEngine:
         self.dsp = dsp if dsp is not None else DspEngine(sample_rate=sample_rate)
         policy = NfePolicy() if nfe is None else None
         self.engine = RenderEngine(
-            model, capacity, nfe=nfe, device=parse_device(device), dtype=dtype, policy=policy
-        )
+            model, capacity, nfe=nfe, device=parse_device(device), dtype=dtype, policy=policy,
+            process=process,
+        )  # fmt: skip
         self.model, self.config = self.engine.model, self.engine.config
         self.block = self.engine.block
 

@@ -85,7 +85,8 @@ class LiveServer:
 
     async def start(self) -> None:
         """Bind the socket and start the workers."""
-        self.audio_workers = AudioWorkers(self.config.audio_threads)
+        threads = self.config.audio_threads or max(2, self.config.max_sessions)
+        self.audio_workers = AudioWorkers(threads)
         self.video_pool = ThreadPoolExecutor(self.config.video_threads, "video-worker")
         self._server = await serve(
             self._handler,

@@ -58,7 +58,9 @@ class ServerConfig:
     close_timeout_s: float = 2.0  # waiting for the client's close frame (the slot is free)
     drain_timeout_s: float = 10.0  # SIGTERM: how long sessions get to finish before closing
     stall_timeout_s: float = 10.0  # an output backlog that does not move for this long is lost
-    audio_threads: int = 2
+    # Audio worker threads; None: one per session (at least 2), so every session can have a
+    # block waiting in the shared neural engine's next tick at once (they mostly wait).
+    audio_threads: int | None = None
     video_threads: int = 4
     limits: SessionLimits = field(default_factory=SessionLimits)
     web_root: Path = WEB_ROOT

@@ -38,6 +38,7 @@ from livesense.audio.geometry import DEFAULT_LISTENER, DEFAULT_SPEAKER, Pose
 from livesense.audio.hrtf import HrirSet
 from livesense.audio.trajectory import Trajectory
 from livesense.errors import LivesenseError
+from livesense.models.binaural.kernel_process import KernelProcess
 from livesense.models.binaural.nfe import NfePolicy
 from livesense.models.binaural.slots import SlotKernel
 from livesense.models.binaural.stream import SlotStream
@@ -114,6 +115,7 @@ class RenderEngine:
         hrirs: HrirSet | None = None,
         graphs: bool | None = None,
         gather_ms: float | None = None,
+        process: bool = False,
     ):
         dev = torch.device(device)
         p = next(model.parameters())
@@ -124,7 +126,12 @@ class RenderEngine:
         self.model = model
         self.config = model.config
         self.device, self.dtype = dev, dtype
-        self.kernel = SlotKernel(model, capacity, frames, solver, hrirs)
+        self.process = bool(process) and dev.type == "cpu"
+        self.kernel: SlotKernel | KernelProcess = (
+            KernelProcess(model, capacity, frames, solver, torch.get_num_threads())
+            if self.process
+            else SlotKernel(model, capacity, frames, solver, hrirs)
+        )
         self.block, self.frames = self.kernel.block, frames
         self.latency = self.config.latency
         self.capacity = capacity
@@ -153,6 +160,7 @@ class RenderEngine:
         # different phases would each get a tick of their own and nothing would batch.
         self._gather_s = 0.25 * block_s if gather_ms is None else gather_ms / 1e3
         self._tick_end = -math.inf
+        self.tick_log: deque[tuple[float, int, float, int]] = deque(maxlen=4096)  # t, B, ms, nfe
         self._gen = [0] * capacity  # bumped on open and release: stale streams cannot submit
         self._cond = threading.Condition()
         self._closed = False
@@ -245,6 +253,7 @@ class RenderEngine:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(5.0)
+        self.kernel.close()
 
     def _check_alive(self) -> None:
         if self._failure is not None:
@@ -260,6 +269,7 @@ class RenderEngine:
                 torch.cuda.set_device(self.device)
                 lo, hi = torch.cuda.Stream.priority_range()
                 self._stream = torch.cuda.Stream(self.device, priority=min(lo, hi))
+            self._warm_up()
             while True:
                 with self._cond:
                     while not (self._closed or self._resets or any(self._queues.values())):
@@ -270,7 +280,7 @@ class RenderEngine:
                     resets, self._resets = sorted(self._resets), set()
                     batch = [q.popleft() for q in self._queues.values() if q]
                 if resets:
-                    self.kernel.reset_rows(torch.tensor(resets, device=self.device))
+                    self.kernel.reset_host(resets)
                 if batch:
                     self._tick(batch)
                     self._tick_end = time.monotonic()
@@ -282,6 +292,18 @@ class RenderEngine:
                     for r in q:
                         r.error = e
                         r.done.set()
+
+    def _warm_up(self) -> None:
+        """One tick per batch size up to 8 on padding rows (the spare row absorbs them): the
+        first call of each shape builds its kernels and work space, 10-20 ms on a CPU, which
+        live streams should not pay. (On CUDA the graph capture warms its own shapes.)"""
+        if self._cuda:
+            return
+        for b in range(1, min(self.capacity, 8) + 1):
+            with self._cond:
+                if self._closed or any(self._queues.values()):
+                    return  # streams are waiting: serve them, warm nothing more
+            self.kernel.tick_host(self._nfe, np.tile(self._pad_row, (b, 1)))
 
     def _gather(self) -> None:
         """Hold the tick (lock held, waiting releases it) until every streaming slot has a
@@ -314,7 +336,7 @@ class RenderEngine:
                     y = self._run_cuda(host)
                 elapsed_ms = timer.ms
             else:
-                y = self.kernel.tick(self._nfe, torch.from_numpy(host).to(self.device)).numpy()
+                y = self.kernel.tick_host(self._nfe, host)
                 elapsed_ms = (time.perf_counter() - t0) * 1e3
         except Exception as e:
             with self._cond:  # failed before any waiter wakes: nothing can be submitted after
@@ -335,6 +357,7 @@ class RenderEngine:
         st.last_batch, st.max_batch = n, max(st.max_batch, n)
         st.batch_hist[n] = st.batch_hist.get(n, 0) + 1
         st.last_tick_ms = elapsed_ms
+        self.tick_log.append((time.monotonic(), n, elapsed_ms, self._nfe))
         st.mean_tick_ms = elapsed_ms if st.ticks == 1 else 0.9 * st.mean_tick_ms + 0.1 * elapsed_ms
         if self.policy is not None:
             block_s = self.block / self.config.sample_rate

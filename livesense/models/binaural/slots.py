@@ -107,6 +107,7 @@ class SlotKernel:
             dcfg = DspRendererConfig(sample_rate=cfg.sample_rate, block=cfg.hop)
             hr = hrirs if hrirs is not None else load_hrirs(None, cfg.sample_rate)
             self.dsp = DspSlots(hr, dcfg, self.rows, self.block // dcfg.block, dev)
+        self.has_dsp = self.dsp is not None
         self.in_channels = 1 if self.dsp is None else 2
         self.layout = RowLayout(self.block, frames, self.block // cfg.hop)
         f32 = dict(dtype=torch.float32, device=dev)
@@ -166,7 +167,19 @@ class SlotKernel:
             if self.dsp is not None:
                 self.dsp.reset_rows(rows)
 
+    def reset_host(self, rows: list[int]) -> None:
+        """:meth:`reset_rows` of host row numbers."""
+        self.reset_rows(torch.tensor(rows, device=self.device))
+
+    def close(self) -> None:
+        pass
+
     # ------------------------------------------------------------------ the tick
+
+    def tick_host(self, nfe: int, host: np.ndarray) -> np.ndarray:
+        """:meth:`tick` of a host array: ``(B, width)`` float64 -> ``(B, 2, block)`` float32
+        (the CPU path; one copy each way on another device)."""
+        return self.tick(nfe, torch.from_numpy(host).to(self.device)).cpu().numpy()
 
     def tick(self, nfe: int, packed: torch.Tensor) -> torch.Tensor:
         """Render one block of each packed row: ``(B, width)`` float64 -> ``(B, 2, block)``."""

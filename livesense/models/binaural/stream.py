@@ -68,7 +68,7 @@ class SlotStream(StreamProcessor, PoseControlled):
         self.seed = int(seed) & ((1 << 53) - 1)  # travels in a float64 row
         self._layout = engine.kernel.layout
         self._frame_stamps = (np.arange(engine.frames) + 1) * cfg.hop - 1  # + n0
-        self._dsp = engine.kernel.dsp is not None
+        self._dsp = engine.kernel.has_dsp
         self._bounds = np.arange(1, self._layout.dsp_blocks + 1) * cfg.hop  # + n0
         self.closed = False
         self._init_stream()

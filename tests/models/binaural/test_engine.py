@@ -184,8 +184,8 @@ class _Broken(torch.nn.Module):
 def test_a_model_failure_is_an_error_for_every_stream_not_a_hang(model):
     engine = RenderEngine(_Broken(model), capacity=2)
     try:
-        s = engine.open()
         with pytest.raises(LivesenseError, match="illegal memory access"):
+            s = engine.open()  # (the engine may already have failed warming up)
             s.step(np.zeros(BLOCK, np.float32))
         with pytest.raises(LivesenseError, match="render engine failed"):
             engine.open()
@@ -228,3 +228,19 @@ def test_fallback_over_an_engine_slot_degrades_and_returns(small, speech_like):
     assert y.shape == (2, x.shape[0]) and np.isfinite(y).all()
     assert blocks_rendered < -(-(x.shape[0] + 256) // BLOCK)  # bypassed blocks cost nothing
     assert np.abs(np.diff(y, axis=1)).max() < 0.5  # no click at either switch
+
+
+def test_the_kernel_in_a_child_process_renders_the_same(small, speech_like):
+    """``serve`` on a CPU runs the network in a child process (away from the event loop's
+    GIL): same output, and a dead child is an error, not a hang."""
+    x = speech_like(0.15, seed=13)
+    engine = RenderEngine(small, capacity=2, process=True)
+    try:
+        y = _stream_all(engine.open(_speaker(3)), x, 1500)
+        np.testing.assert_allclose(y, _reference(small, x, _speaker(3)), atol=2e-5)
+        engine.kernel._proc.kill()
+        s = engine.open()
+        with pytest.raises(LivesenseError, match="render kernel process died"):
+            s.step(np.zeros(BLOCK, np.float32))
+    finally:
+        engine.close()
