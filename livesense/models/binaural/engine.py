@@ -118,7 +118,7 @@ class RenderEngine:
         process: bool = False,
     ):
         dev = torch.device(device)
-        p = next(model.parameters())
+        p = model.in_conv.conv.weight  # the trunk (a bf16 model keeps float32 conditioning)
         if (p.device, p.dtype) != (dev, dtype):  # the caller's model stays as it is
             model = copy.deepcopy(model).to(device=dev, dtype=dtype)
         model = model.eval()
