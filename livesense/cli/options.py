@@ -247,6 +247,16 @@ def reject_unused(args: argparse.Namespace) -> None:
             )
         which = " or ".join(f"--renderer {u}" for u in users)
         raise ConfigError(f"{flag} applies to {which}, not --renderer {args.renderer}")
+    given = [
+        f for f, v in (("--device", getattr(args, "device", "auto") != "auto"),
+                       ("--dtype", getattr(args, "dtype", None) is not None)) if v
+    ]  # fmt: skip
+    if given and args.renderer != "neural" and getattr(args, "vlm", "none") == "none":
+        with_vlm = " or --vlm" if hasattr(args, "vlm") else ""
+        raise ConfigError(
+            f"{given[0]} applies to --renderer neural{with_vlm}: the {args.renderer} renderer "
+            "runs on the CPU in float32"
+        )
 
 
 def warn_untrained(args: argparse.Namespace) -> None:

@@ -231,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
                 behind.check(stats.audio_seconds, stats.rtf)
     finally:
         source.close()
+        if stats is not None and isinstance(processor, SlotStream):
+            stats.engine = processor.engine.stats.to_dict()
+            stats.save(out_dir / "stats.json")
         close_renderer(processor)
         if tap is not None:
             done = tap.finish(interrupted=stats is None or stats.interrupted)

@@ -51,6 +51,7 @@ class PipelineStats:
     interrupted: bool = False
     outputs: list[str] = field(default_factory=list)
     reasoner: dict = field(default_factory=dict)  # the video reasoner's counters, if one ran
+    engine: dict = field(default_factory=dict)  # the neural render engine's figures, if any
 
     def save(self, path: str | Path) -> None:
         """Write these figures as JSON (``stats.json``)."""

@@ -93,7 +93,12 @@ class ReasonerTap:
                 acc = compute_accuracy(self.questions, self.events)
                 write_accuracy(self.out_dir / "accuracy.json", acc)
                 outputs.append(str(self.out_dir / "accuracy.json"))
-        return {"outputs": outputs, "stats": self.stats.to_json() if self.stats else {}}
+        stats = self.stats.to_json() if self.stats else {}
+        backend = self.reasoner.backend
+        for key in ("device", "dtype"):  # where the model ran (a stand-in backend may not say)
+            if hasattr(backend, key):
+                stats[key] = str(getattr(backend, key)).removeprefix("torch.")
+        return {"outputs": outputs, "stats": stats}
 
 
 def run_reasoner_on_file(

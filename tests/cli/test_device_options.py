@@ -77,6 +77,25 @@ def test_unknown_dtype_is_an_argparse_error(tmp_path: Path, livesense_process) -
     assert "--dtype" in line and "int8" in line
 
 
+@pytest.mark.parametrize(
+    ("command", "flags", "named"),
+    [
+        ("replay", ["--device", "cpu"], "--device applies to --renderer neural or --vlm"),
+        ("replay", ["--dtype", "bfloat16"], "--dtype applies to --renderer neural or --vlm"),
+        ("mic", ["--dtype", "float16"], "--dtype applies to --renderer neural: the dsp"),
+    ],
+)
+def test_device_options_without_a_model_are_rejected(
+    command: str, flags: list[str], named: str, tmp_path: Path, sample_clip: Path, capsys
+) -> None:
+    """The DSP renderer has no device or precision: saying one is a mistake, not ignored."""
+    args = [sample_clip, "--out", tmp_path / "o", "--fast"] if command == "replay" else []
+    assert main([command, *map(str, args), "--renderer", "dsp", *flags]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "runs on the CPU in float32" in err
+    assert not (tmp_path / "o").exists()  # rejected before any output
+
+
 def test_replay_neural_bfloat16_on_the_cpu(tmp_path: Path, make_clip) -> None:
     clip = make_clip(tmp_path / "c.mp4", seconds=0.5)
     n = read_audio(str(clip), sample_rate=48000).shape[1]
@@ -85,6 +104,9 @@ def test_replay_neural_bfloat16_on_the_cpu(tmp_path: Path, make_clip) -> None:
     assert main([*base, "--out", str(tmp_path / "f32")]) == 0
     stats = json.loads((tmp_path / "bf16" / "stats.json").read_text())
     assert stats["samples_in"] == stats["samples_out"] == n
+    engine = stats["engine"]  # where and how it rendered
+    assert (engine["device"], engine["dtype"], engine["mode"]) == ("cpu", "bfloat16", "eager")
+    assert engine["capacity"] == 1 and engine["max_batch"] == 1 and engine["ticks"] > 0
     bf16 = read_audio(str(tmp_path / "bf16" / "binaural.wav"), 48000, 2)
     f32 = read_audio(str(tmp_path / "f32" / "binaural.wav"), 48000, 2)
     assert bf16.shape == f32.shape == (2, n)  # as many samples as the input audio

@@ -241,6 +241,8 @@ def test_replay_with_tiny_vlm_writes_transcript_and_accuracy(tmp_path, sample_cl
     assert acc["questions"] == 1 and acc["answered"] == 1
     stats = json.loads((out / "stats.json").read_text())
     assert stats["reasoner"]["answers"] == 2 and stats["reasoner"]["notes_emitted"] == len(notes)
+    assert (stats["reasoner"]["device"], stats["reasoner"]["dtype"]) == ("cpu", "float32")
+    assert stats["engine"] == {}  # the DSP renderer has no engine
 
 
 def test_reasoner_option_errors(tmp_path, livesense_process, sample_clip):
